@@ -1,0 +1,15 @@
+/**
+ * The public face of `consensus/`: ActorMesh's Raft, a pure and deterministic state machine, plus
+ * the multi-group driver and the storage contract. Other folders import only from here.
+ */
+export { AssertionError, assert } from './assert.js'
+export {
+  CompactedError,
+  ConsensusError,
+  type DropReason,
+  ProposalDroppedError,
+  SnapshotTemporarilyUnavailableError,
+  UnavailableError,
+} from './errors.js'
+export { cloneConf, entrySizeBytes, limitEntriesBytes, MemoryStorage } from './memory-storage.js'
+export * from './types.js'
