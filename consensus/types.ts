@@ -262,3 +262,50 @@ export interface Logger {
 
 /** A seeded source of randomness: returns an integer in [0, n). */
 export type RandomInt = (n: number) => number
+
+/** One group's writes from one `Ready`, persisted by a {@link LogStore}. */
+export interface GroupWrite {
+  group: string
+  hardState?: HardState
+  entries: Entry[]
+  /** A snapshot received from the leader: replaces the group's log up to its index. */
+  snapshot?: Snapshot
+}
+
+/**
+ * Durable storage for every Raft group of one node (the driver's side of `Storage`). Reads are
+ * synchronous through the per-group `Storage` view; writes are batched across groups so that one
+ * driver turn costs one transaction and one fsync (group commit).
+ *
+ * Implementations: `MemoryLogStore` (consensus, for tests and benchmarks) and the LibSQL
+ * `raft.db` store (storage/). Both pass `test/consensus/log-store-compliance.ts`.
+ */
+export interface LogStore {
+  /**
+   * The read side of `group`. A group that does not exist yet is created empty; `bootstrap` gives
+   * a brand-new group its initial membership (ignored for a group that already has state).
+   */
+  open(group: string, bootstrap?: ConfState): Storage
+  /** Every group this store holds state for (to restart them after a crash). */
+  groups(): string[]
+  /**
+   * Makes every write durable in one transaction with one fsync. When the promise resolves, the
+   * groups' `Storage` views reflect the writes. If it rejects, nothing in the batch was written.
+   */
+  persist(writes: GroupWrite[], options?: { signal?: AbortSignal }): Promise<void>
+  /**
+   * Records a snapshot of `group`'s state machine at `index` (≤ applied) and discards log entries
+   * before `index - keepEntries` (a tail is kept so slightly lagging followers need no snapshot).
+   */
+  snapshot(
+    group: string,
+    index: number,
+    conf: ConfState,
+    data: Uint8Array,
+    keepEntries: number,
+    options?: { signal?: AbortSignal },
+  ): Promise<Snapshot>
+  /** Deletes all of `group`'s state (the node left the group). */
+  drop(group: string, options?: { signal?: AbortSignal }): Promise<void>
+  close(): Promise<void>
+}
