@@ -14,7 +14,12 @@ export class ConsensusError extends Error {
 }
 
 /** Why a proposal was not accepted. */
-export type DropReason = 'no-leader' | 'transferring' | 'uncommitted-bytes' | 'pending-conf-change' | 'not-ready'
+export type DropReason =
+  | 'no-leader'
+  | 'transferring'
+  | 'uncommitted-bytes'
+  | 'pending-conf-change'
+  | 'not-ready'
 
 /**
  * A proposal was not appended: there is no leader to forward it to, leadership is being
@@ -35,7 +40,10 @@ export class ProposalDroppedError extends ConsensusError {
 /** `Storage`: the requested index is below the first index (it was compacted into a snapshot). */
 export class CompactedError extends ConsensusError {
   constructor(index: number, firstIndex: number) {
-    super('ACTORMESH_LOG_COMPACTED', `Cannot read log index ${index}: compacted, first index is ${firstIndex}`)
+    super(
+      'ACTORMESH_LOG_COMPACTED',
+      `Cannot read log index ${index}: compacted, first index is ${firstIndex}`,
+    )
   }
 }
 

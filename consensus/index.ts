@@ -12,4 +12,5 @@ export {
   UnavailableError,
 } from './errors.js'
 export { cloneConf, entrySizeBytes, limitEntriesBytes, MemoryStorage } from './memory-storage.js'
+export { decodeConfChange, encodeConfChange, type RaftConfig, RawNode } from './raft.js'
 export * from './types.js'

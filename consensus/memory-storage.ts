@@ -30,7 +30,10 @@ export function limitEntriesBytes(entries: Entry[], maxBytes: number): Entry[] {
  */
 export class MemoryStorage implements WritableStorage {
   private hardState: HardState = { term: 0, vote: '', commit: 0 }
-  private snap: Snapshot = { meta: { index: 0, term: 0, conf: { voters: [], learners: [] } }, data: new Uint8Array() }
+  private snap: Snapshot = {
+    meta: { index: 0, term: 0, conf: { voters: [], learners: [] } },
+    data: new Uint8Array(),
+  }
   private ents: Entry[] = [{ term: 0, index: 0, type: 0, data: new Uint8Array() }]
 
   /** A storage for a brand-new group whose initial members are `conf` (bootstrap). */
@@ -83,14 +86,23 @@ export class MemoryStorage implements WritableStorage {
 
   applySnapshot(snapshot: Snapshot): void {
     const current = this.snap.meta.index
-    assert(snapshot.meta.index >= current, () => `applySnapshot: ${snapshot.meta.index} is older than ${current}`)
+    assert(
+      snapshot.meta.index >= current,
+      () => `applySnapshot: ${snapshot.meta.index} is older than ${current}`,
+    )
     this.snap = snapshot
     this.ents = [{ term: snapshot.meta.term, index: snapshot.meta.index, type: 0, data: new Uint8Array() }]
   }
 
   createSnapshot(index: number, conf: ConfState, data: Uint8Array): Snapshot {
-    assert(index >= this.snap.meta.index, () => `createSnapshot: ${index} is older than ${this.snap.meta.index}`)
-    assert(index <= this.lastIndex(), () => `createSnapshot: ${index} is beyond last index ${this.lastIndex()}`)
+    assert(
+      index >= this.snap.meta.index,
+      () => `createSnapshot: ${index} is older than ${this.snap.meta.index}`,
+    )
+    assert(
+      index <= this.lastIndex(),
+      () => `createSnapshot: ${index} is beyond last index ${this.lastIndex()}`,
+    )
     const offset = this.ents[0]!.index
     this.snap = { meta: { index, term: this.ents[index - offset]!.term, conf: cloneConf(conf) }, data }
     return this.snap
@@ -100,7 +112,10 @@ export class MemoryStorage implements WritableStorage {
     const offset = this.ents[0]!.index
     if (index <= offset) return
     assert(index <= this.lastIndex(), () => `compact: ${index} is beyond last index ${this.lastIndex()}`)
-    assert(index <= this.snap.meta.index, () => `compact: ${index} is beyond snapshot ${this.snap.meta.index}`)
+    assert(
+      index <= this.snap.meta.index,
+      () => `compact: ${index} is beyond snapshot ${this.snap.meta.index}`,
+    )
     const keep = this.ents.slice(index - offset)
     keep[0] = { term: keep[0]!.term, index: keep[0]!.index, type: 0, data: new Uint8Array() }
     this.ents = keep
@@ -113,7 +128,10 @@ export class MemoryStorage implements WritableStorage {
     if (last < first) return // everything given is already compacted
     if (entries[0]!.index < first) entries = entries.slice(first - entries[0]!.index)
     const offset = entries[0]!.index - this.ents[0]!.index
-    assert(offset <= this.ents.length, () => `append: gap, last ${this.lastIndex()}, got ${entries[0]!.index}`)
+    assert(
+      offset <= this.ents.length,
+      () => `append: gap, last ${this.lastIndex()}, got ${entries[0]!.index}`,
+    )
     this.ents = this.ents.slice(0, offset).concat(entries)
   }
 }
