@@ -288,8 +288,8 @@ export class Raft {
       }
       if (this.leadTransferee !== NONE) this.leadTransferee = NONE // transfer timed out (§3.10)
     }
-    if (this.tickCount % this.heartbeatTicks === 0) this.broadcastHeartbeat()
     this.maybeQuiesce()
+    if (!this.quiesced && this.tickCount % this.heartbeatTicks === 0) this.broadcastHeartbeat()
   }
 
   /** Counts voters heard from since the last check (the leader counts itself), then clears them. */
@@ -359,7 +359,7 @@ export class Raft {
   }
 
   private hasUnappliedConfChange(): boolean {
-    if (this.log.committed <= this.log.applied) return false
+    if (this.log.committed <= this.log.applied || this.log.hasPendingSnapshot()) return false
     const ents = this.log.slice(this.log.applied + 1, this.log.committed + 1, Number.MAX_SAFE_INTEGER)
     return ents.some((e) => e.type === EntryType.ConfChange)
   }
@@ -510,6 +510,10 @@ export class Raft {
       case MessageType.Snap:
         this.becomeFollower(m.term, m.from)
         this.handleSnapshot(m)
+        return
+      case MessageType.ReadIndex:
+        if (m.from === this.id)
+          throw new ProposalDroppedError('no-leader', NONE, 'Cannot serve: an election is in progress')
         return
       case myResp: {
         const result = this.poll(m.from, !m.reject)
@@ -701,18 +705,16 @@ export class Raft {
         'Cannot propose: leadership is being transferred',
       )
     }
-    for (const e of m.entries) {
-      if (e.type !== EntryType.ConfChange) continue
-      if (this.pendingConfIndex > this.log.applied) {
-        throw new ProposalDroppedError(
-          'pending-conf-change',
-          this.id,
-          'Cannot change membership: an earlier change is not applied yet',
-        )
-      }
-      this.pendingConfIndex = this.log.lastIndex() + 1
+    const confAt = m.entries.findIndex((e) => e.type === EntryType.ConfChange)
+    if (confAt >= 0 && this.pendingConfIndex > this.log.applied) {
+      throw new ProposalDroppedError(
+        'pending-conf-change',
+        this.id,
+        'Cannot change membership: an earlier change is not applied yet',
+      )
     }
     this.appendEntries(m.entries)
+    if (confAt >= 0) this.pendingConfIndex = m.entries[confAt]!.index
     this.broadcastAppend()
   }
 
@@ -794,10 +796,6 @@ export class Raft {
   }
 
   private stepReadIndex(m: Message): void {
-    if (this.conf.voters.length === 1) {
-      this.answerRead(m, this.log.committed)
-      return
-    }
     if (!this.committedInCurrentTerm()) {
       if (this.pendingReadIndex.length >= this.maxPendingReads) return
       this.pendingReadIndex.push(m)
@@ -807,7 +805,8 @@ export class Raft {
   }
 
   private serveReadIndex(m: Message): void {
-    if (this.readOnlyOption === 'lease' && this.leaseValid()) {
+    // A sole voter is the quorum: no other leader can exist, so its commit index is current.
+    if (this.conf.voters.length === 1 || (this.readOnlyOption === 'lease' && this.leaseValid())) {
       this.answerRead(m, this.log.committed)
       return
     }
