@@ -45,6 +45,8 @@ export class TestNode {
   readStates: ReadState[] = []
   snapshotsApplied: Snapshot[] = []
   appliedIndex = 0
+  /** Rebuilds `applied` from a snapshot's data; without it, `applied` keeps only what was applied here. */
+  restoreSnapshot: ((snapshot: Snapshot) => Entry[]) | undefined
 
   constructor(
     readonly id: NodeId,
@@ -66,6 +68,7 @@ export class TestNode {
     if (rd.snapshot) {
       this.snapshotsApplied.push(rd.snapshot)
       this.appliedIndex = rd.snapshot.meta.index
+      if (this.restoreSnapshot) this.applied = this.restoreSnapshot(rd.snapshot)
     }
     for (const e of rd.committedEntries) {
       if (e.type === EntryType.ConfChange) this.node.applyConfChange(decodeConfChange(e.data))
