@@ -55,7 +55,9 @@ async function main(): Promise<void> {
     figures.push(...out)
   }
   printTable(figures)
-  const previous = existsSync(resultsPath) ? (JSON.parse(readFileSync(resultsPath, 'utf8')) as Record<string, unknown>) : {}
+  const previous = existsSync(resultsPath)
+    ? (JSON.parse(readFileSync(resultsPath, 'utf8')) as Record<string, unknown>)
+    : {}
   const merged: Record<string, unknown> = { ...previous }
   for (const f of figures) merged[f.key] = f.value
   merged._machine = `${cpus().length} cores, ${cpus()[0]?.model ?? 'unknown cpu'}, node ${process.version}`
