@@ -28,7 +28,8 @@ export async function buildActor(
 ): Promise<void> {
   options.signal?.throwIfAborted()
   const source = relative(root, resolve(sourcePath))
-  if (source.startsWith('..')) throw new RangeError(`Bad source '${sourcePath}': must be inside the repository`)
+  if (source.startsWith('..'))
+    throw new RangeError(`Bad source '${sourcePath}': must be inside the repository`)
   mkdirSync(dirname(resolve(outPath)), { recursive: true })
   let diagnostics = ''
   const result = await asc.main(
@@ -54,7 +55,8 @@ export async function buildActor(
       },
     },
   )
-  if (result.error) throw new BuildError(`Cannot build actor '${sourcePath}': ${result.error.message}\n${diagnostics}`)
+  if (result.error)
+    throw new BuildError(`Cannot build actor '${sourcePath}': ${result.error.message}\n${diagnostics}`)
 }
 
 /** Where the SDK lives (for tools that print it). */

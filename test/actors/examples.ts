@@ -13,22 +13,32 @@ export type ExampleName = (typeof exampleNames)[number]
 
 const root = join(import.meta.dirname, '..', '..')
 
-function sourceHash(name: string): string {
+function sourceHash(source: string): string {
   const h = createHash('sha256')
-  for (const file of ['actors/sdk/assembly/index.ts', 'actors/build.ts', `examples/${name}/assembly/index.ts`]) {
+  for (const file of ['actors/sdk/assembly/index.ts', 'actors/build.ts', source]) {
     h.update(readFileSync(join(root, file)))
   }
   return h.digest('hex').slice(0, 16)
 }
 
 /** The built `.wasm` bytes of an example (built now if the cache lacks this source version). */
-export async function exampleModule(name: ExampleName): Promise<Uint8Array> {
+export function exampleModule(name: ExampleName): Promise<Uint8Array> {
+  return builtModule(`examples/${name}/assembly/index.ts`)
+}
+
+/** Test-only actors under test/actors/fixtures/<name>/assembly. */
+export function fixtureModule(name: 'misbehaving' | 'counter-v2'): Promise<Uint8Array> {
+  return builtModule(`test/actors/fixtures/${name}/assembly/index.ts`)
+}
+
+/** The built `.wasm` of an AssemblyScript source (path relative to the repository root). */
+export async function builtModule(source: string): Promise<Uint8Array> {
   const dir = join(tmpdir(), 'actormesh-examples')
   mkdirSync(dir, { recursive: true })
-  const out = join(dir, `${name}-${sourceHash(name)}.wasm`)
+  const out = join(dir, `${source.replaceAll('/', '_')}-${sourceHash(source)}.wasm`)
   if (!existsSync(out)) {
     const partial = `${out}.${process.pid}.tmp`
-    await buildActor(join(root, 'examples', name, 'assembly', 'index.ts'), partial)
+    await buildActor(join(root, source), partial)
     renameSync(partial, out) // atomic: concurrent test files never read half a file
   }
   return new Uint8Array(readFileSync(out))
