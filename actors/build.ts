@@ -65,9 +65,9 @@ export const sdkPath = join(root, 'actors', 'sdk', 'assembly', 'index.ts')
 if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
   const [src, out] = process.argv.slice(2)
   if (!src || !out) {
-    console.error('usage: node --import tsx actors/build.ts <source.ts> <out.wasm>')
+    process.stderr.write('usage: node --import tsx actors/build.ts <source.ts> <out.wasm>\n')
     process.exit(2)
   }
   await buildActor(src, out)
-  console.log(`built ${out}`)
+  process.stdout.write(`built ${out}\n`)
 }

@@ -26,9 +26,9 @@ export function exampleModule(name: ExampleName): Promise<Uint8Array> {
   return builtModule(`examples/${name}/assembly/index.ts`)
 }
 
-/** Test-only actors under test/actors/fixtures/<name>/assembly. */
+/** Test-only actors under examples/test-fixtures/<name>/assembly. */
 export function fixtureModule(name: 'misbehaving' | 'counter-v2'): Promise<Uint8Array> {
-  return builtModule(`test/actors/fixtures/${name}/assembly/index.ts`)
+  return builtModule(`examples/test-fixtures/${name}/assembly/index.ts`)
 }
 
 /** The built `.wasm` of an AssemblyScript source (path relative to the repository root). */
