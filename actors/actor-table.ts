@@ -9,7 +9,7 @@ import type { ActorLimits } from './config.js'
 import { type CallRecord, recordBytes } from './replay.js'
 
 /** Fixed bytes charged per resident actor besides its state (maps, records, closures). */
-export const actorOverheadBytes = 512
+export const actorOverheadBytes = 1_536
 
 /** One resident actor. */
 export class ActorRecord implements BaseState {

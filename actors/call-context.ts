@@ -24,11 +24,23 @@ export interface RecordedReads {
 }
 
 const utf8 = new TextDecoder('utf-8', { fatal: true })
-const encoder = new TextEncoder()
 
-/** Bytes a key occupies in UTF-8 (the quota's unit). */
+/** Bytes a string occupies in UTF-8 (the quota's unit), without encoding it (hot path). */
 export function keyBytes(key: string): number {
-  return encoder.encode(key).length
+  let n = key.length
+  for (let i = 0; i < key.length; i++) {
+    const c = key.charCodeAt(i)
+    if (c < 0x80) continue
+    if (c < 0x800) n += 1
+    else if (c >= 0xd800 && c <= 0xdbff && i + 1 < key.length) {
+      const d = key.charCodeAt(i + 1)
+      if (d >= 0xdc00 && d <= 0xdfff) {
+        n += 2 // a surrogate pair: 2 UTF-16 units, 4 UTF-8 bytes
+        i++
+      } else n += 2
+    } else n += 2
+  }
+  return n
 }
 
 /** A deterministic 32-bit generator (mulberry32) seeded per call, so replay gets the same bytes. */

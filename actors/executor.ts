@@ -6,7 +6,7 @@
  * exact, and no data leaks from one actor to the next. An instance that trapped, or whose memory
  * grew, is thrown away and re-created on the next call.
  */
-import type { CallContext } from './call-context.js'
+import { type CallContext, keyBytes } from './call-context.js'
 import type { ActorLimits } from './config.js'
 import {
   ActorFailedError,
@@ -55,6 +55,7 @@ interface Live {
 }
 
 const textDecoder = new TextDecoder()
+const textEncoder = new TextEncoder()
 const logLevels = ['debug', 'info', 'warn', 'error'] as const
 
 /** Executes calls against one instrumented, compiled module. */
@@ -119,7 +120,7 @@ export class ModuleExecutor {
   }
 
   /** Runs `handle(method, payload)` under `ctx`. Throws a typed error; `ctx` holds the effects. */
-  run(ctx: CallContext, actor: string, method: Uint8Array, payload: Uint8Array): Execution {
+  run(ctx: CallContext, actor: string, method: string, payload: Uint8Array): Execution {
     let live = this.live
     if (!live) live = this.live = this.instantiate()
     else if (live.dirty) this.reset(live)
@@ -129,10 +130,11 @@ export class ModuleExecutor {
     this.deadlineAt = this.clock.nowMs() + this.limits.callDeadlineMs
     live.fuel.value = BigInt(this.limits.callFuelMax)
     try {
-      const ptr = live.alloc(method.length + payload.length)
-      this.bytes(ptr, method.length + payload.length).set(method)
-      this.bytes(ptr + method.length, payload.length).set(payload)
-      const result = live.handle(ptr, method.length, ptr + method.length, payload.length)
+      const methodLength = keyBytes(method)
+      const ptr = live.alloc(methodLength + payload.length)
+      textEncoder.encodeInto(method, this.bytes(ptr, methodLength))
+      this.bytes(ptr + methodLength, payload.length).set(payload)
+      const result = live.handle(ptr, methodLength, ptr + methodLength, payload.length)
       const fuelUsed = this.limits.callFuelMax - Number(live.fuel.value as bigint)
       this.checkDeadline()
       const reply = this.readReply(result)
@@ -147,7 +149,8 @@ export class ModuleExecutor {
   }
 
   private readReply(ptr: number): Uint8Array {
-    const len = new DataView(this.bytes(ptr, 4).slice().buffer).getUint32(0, true)
+    this.bytes(ptr, 4)
+    const len = new DataView(this.live!.memory.buffer).getUint32(ptr, true)
     if (len > this.limits.replyBytesMax) {
       throw new SizeLimitError(
         `Cannot return a reply of ${len} bytes: over replyBytesMax '${this.limits.replyBytesMax}'`,

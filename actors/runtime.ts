@@ -7,7 +7,7 @@
 import { randomInt } from 'node:crypto'
 import type { StateReader, StateWrite } from '../storage/index.js'
 import { type ActorRecord, ActorTable } from './actor-table.js'
-import { CallContext, decodeAlarm } from './call-context.js'
+import { CallContext, decodeAlarm, keyBytes } from './call-context.js'
 import {
   type ActorLimits,
   abiImports,
@@ -101,7 +101,6 @@ interface Namespace {
 }
 
 const noopLogger: ActorLogger = { debug() {}, info() {}, warn() {}, error() {} }
-const encoder = new TextEncoder()
 
 function checkName(what: string, value: unknown): asserts value is string {
   if (typeof value !== 'string' || value.length === 0 || value.length > 256) {
@@ -217,10 +216,10 @@ export class ActorRuntime {
     if (typeof method !== 'string' || method.length === 0)
       throw new TypeError(`Bad method '${String(method)}'`)
     if (!(payload instanceof Uint8Array)) throw new TypeError('Bad payload: expected a Uint8Array')
-    const methodBytes = encoder.encode(method)
-    if (methodBytes.length + payload.length > this.limits.payloadBytesMax) {
+    const size = keyBytes(method) + payload.length
+    if (size > this.limits.payloadBytesMax) {
       throw new SizeLimitError(
-        `Cannot call '${method}' on actor '${actor}': ${methodBytes.length + payload.length} bytes, over payloadBytesMax '${this.limits.payloadBytesMax}'`,
+        `Cannot call '${method}' on actor '${actor}': ${size} bytes, over payloadBytesMax '${this.limits.payloadBytesMax}'`,
         'payloadBytesMax',
       )
     }
@@ -236,7 +235,7 @@ export class ActorRuntime {
       )
     }
     rec.queued++
-    const run = rec.gate.then(() => this.execute(ns, rec, method, methodBytes, payload, options))
+    const run = rec.gate.then(() => this.execute(ns, rec, method, payload, options))
     rec.gate = run.then(
       () => undefined,
       () => undefined,
@@ -260,7 +259,6 @@ export class ActorRuntime {
     ns: Namespace,
     rec: ActorRecord,
     method: string,
-    methodBytes: Uint8Array,
     payload: Uint8Array,
     options: CallOptions,
   ): Promise<CallResult> {
@@ -294,7 +292,7 @@ export class ActorRuntime {
     }
     const before = rec.residentBytes
     try {
-      const { reply, fuelUsed } = ns.executor.run(ctx, rec.actor, methodBytes, payload)
+      const { reply, fuelUsed } = ns.executor.run(ctx, rec.actor, method, payload)
       const writes = ctx.writes()
       record.outcome = { ok: true, reply, writes, broadcasts: ctx.broadcasts, fuelUsed }
       rec.apply(writes)
@@ -398,7 +396,7 @@ function replayOn(executor: ModuleExecutor, record: CallRecord): ReplayResult {
   if (record.method === 'alarm' && ctx.get(alarmKey)) ctx.cancelAlarm()
   let outcome: CallOutcome
   try {
-    const { reply, fuelUsed } = executor.run(ctx, record.actor, encoder.encode(record.method), record.payload)
+    const { reply, fuelUsed } = executor.run(ctx, record.actor, record.method, record.payload)
     outcome = { ok: true, reply, writes: ctx.writes(), broadcasts: ctx.broadcasts, fuelUsed }
   } catch (err) {
     const e = err as Error & { code?: string }

@@ -6,7 +6,6 @@ import { createHash } from 'node:crypto'
 import { existsSync, mkdirSync, readFileSync, renameSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { buildActor } from '../../actors/build.js'
 
 export const exampleNames = ['counter', 'register', 'list-append', 'chat', 'rate-limiter'] as const
 export type ExampleName = (typeof exampleNames)[number]
@@ -38,6 +37,8 @@ export async function builtModule(source: string): Promise<Uint8Array> {
   const out = join(dir, `${source.replaceAll('/', '_')}-${sourceHash(source)}.wasm`)
   if (!existsSync(out)) {
     const partial = `${out}.${process.pid}.tmp`
+    // Imported lazily: the compiler weighs hundreds of MB, which benchmarks must not count.
+    const { buildActor } = await import('../../actors/build.js')
     await buildActor(join(root, source), partial)
     renameSync(partial, out) // atomic: concurrent test files never read half a file
   }
