@@ -1,0 +1,312 @@
+import type { Connection, PeerId, Stream } from '@libp2p/interface'
+import { peerIdFromString } from '@libp2p/peer-id'
+import { lpStream } from '@libp2p/utils'
+import type { Logger } from 'pino'
+import type { Host } from './host.js'
+
+/** The protocol of the long-lived frame stream between two nodes. */
+export const LINK_PROTOCOL = '/actormesh/link/1.0.0'
+
+export interface LinkOptions {
+  /** Largest frame accepted or sent; a larger incoming frame closes the link. */
+  frameBytesMax?: number
+  /** Bytes queued for one peer while its stream is slow or reconnecting; beyond it frames drop. */
+  sendQueueBytesMax?: number
+  /** Reconnection backoff bounds, in milliseconds. */
+  reconnectMinMs?: number
+  reconnectMaxMs?: number
+  /** Abuse reports (undecodable or unknown frames) tolerated per peer per minute before disconnecting. */
+  abuseReportsMax?: number
+}
+
+/** Counters the metrics endpoint exposes. */
+export interface LinkCounters {
+  framesSent: number
+  framesReceived: number
+  framesDropped: number
+  abuseDisconnects: number
+}
+
+interface Link {
+  peer: string
+  stream: Stream | undefined
+  queue: Uint8Array[]
+  queueBytes: number
+  writing: boolean
+  /** An outbound stream is being opened: never open two at once. */
+  opening: boolean
+  backoffMs: number
+  reconnectTimer: NodeJS.Timeout | undefined
+  abuse: number[]
+}
+
+/**
+ * One long-lived, bidirectional stream per peer pair, carrying length-prefixed frames. A stream
+ * per request measured ten times slower; a shared stream also keeps frames in order. To avoid two
+ * streams when both ends connect at once, the node with the smaller peer id opens the stream and
+ * the other end only makes sure a connection exists. Writes go through a bounded queue that
+ * follows the stream's back-pressure (`drain`); a frame that does not fit is dropped and counted —
+ * Raft retransmits what matters.
+ */
+export class PeerLinks {
+  readonly counters: LinkCounters = {
+    framesSent: 0,
+    framesReceived: 0,
+    framesDropped: 0,
+    abuseDisconnects: 0,
+  }
+  private readonly links = new Map<string, Link>()
+  private readonly frameBytesMax: number
+  private readonly sendQueueBytesMax: number
+  private readonly reconnectMinMs: number
+  private readonly reconnectMaxMs: number
+  private readonly abuseReportsMax: number
+  private readonly self: string
+  private closed = false
+  private readonly onIdentify = (evt: CustomEvent<{ peerId: PeerId; protocols: string[] }>) => {
+    if (evt.detail.protocols.includes(LINK_PROTOCOL)) this.connect(this.link(evt.detail.peerId.toString()))
+  }
+
+  constructor(
+    private readonly host: Host,
+    private readonly onFrame: (peer: string, frame: Uint8Array) => void,
+    private readonly log: Logger,
+    options: LinkOptions = {},
+  ) {
+    this.self = host.peerId.toString()
+    this.frameBytesMax = options.frameBytesMax ?? 16 << 20
+    this.sendQueueBytesMax = options.sendQueueBytesMax ?? 64 << 20
+    this.reconnectMinMs = options.reconnectMinMs ?? 50
+    this.reconnectMaxMs = options.reconnectMaxMs ?? 2_000
+    this.abuseReportsMax = options.abuseReportsMax ?? 100
+  }
+
+  /** Registers the protocol handler; call once after the host started. */
+  async start(): Promise<void> {
+    await this.host.handle(LINK_PROTOCOL, (stream, connection) => this.accept(stream, connection), {
+      maxInboundStreams: 4,
+      maxOutboundStreams: 4,
+    })
+    this.host.addEventListener('peer:identify', this.onIdentify as EventListener)
+  }
+
+  /** Ensures a stream to `peer` (e.g. a new group member) even before there is a frame to send. */
+  ensure(peer: string): void {
+    if (peer !== this.self) this.connect(this.link(peer))
+  }
+
+  /** Queues `frame` for `peer`; returns false when it was dropped (queue full or link closed). */
+  send(peer: string, frame: Uint8Array): boolean {
+    if (this.closed || peer === this.self) return false
+    if (frame.byteLength > this.frameBytesMax) {
+      throw new RangeError(
+        `Cannot send a ${frame.byteLength}-byte frame: frameBytesMax is ${this.frameBytesMax}`,
+      )
+    }
+    const link = this.link(peer)
+    if (link.queueBytes + frame.byteLength > this.sendQueueBytesMax) {
+      this.counters.framesDropped++
+      return false
+    }
+    link.queue.push(frame)
+    link.queueBytes += frame.byteLength
+    if (link.stream) void this.flush(link)
+    else this.connect(link)
+    return true
+  }
+
+  /** Whether a stream to `peer` is open right now. */
+  connected(peer: string): boolean {
+    return this.links.get(peer)?.stream !== undefined
+  }
+
+  /**
+   * A frame from `peer` could not be used (undecodable, unknown group). Past `abuseReportsMax` in
+   * a minute the connection is closed; the peer may reconnect and is judged afresh.
+   */
+  reportAbuse(peer: string): void {
+    const link = this.links.get(peer)
+    if (!link) return
+    const now = Date.now()
+    link.abuse = link.abuse.filter((t) => now - t < 60_000)
+    link.abuse.push(now)
+    if (link.abuse.length <= this.abuseReportsMax) return
+    this.counters.abuseDisconnects++
+    link.abuse = []
+    this.log.warn({ peer }, 'closing connection: too many bad frames')
+    link.stream?.abort(new Error('too many bad frames'))
+    void this.host.hangUp(peerIdFromString(peer)).catch(() => {})
+  }
+
+  async close(): Promise<void> {
+    this.closed = true
+    this.host.removeEventListener('peer:identify', this.onIdentify as EventListener)
+    for (const link of this.links.values()) {
+      clearTimeout(link.reconnectTimer)
+      link.queue = []
+      link.stream?.abort(new Error('node closing'))
+    }
+    this.links.clear()
+    await this.host.unhandle(LINK_PROTOCOL).catch(() => {})
+  }
+
+  private link(peer: string): Link {
+    let link = this.links.get(peer)
+    if (!link) {
+      link = {
+        peer,
+        stream: undefined,
+        queue: [],
+        queueBytes: 0,
+        writing: false,
+        opening: false,
+        backoffMs: this.reconnectMinMs,
+        reconnectTimer: undefined,
+        abuse: [],
+      }
+      this.links.set(peer, link)
+    }
+    return link
+  }
+
+  private accept(stream: Stream, connection: Connection): void {
+    this.adopt(this.link(connection.remotePeer.toString()), stream)
+  }
+
+  /**
+   * When both ends opened a stream at once, both keep the one opened by the smaller peer id, so
+   * they agree without a round trip; a stream from the same opener replaces the old one (the
+   * peer restarted).
+   */
+  private adopt(link: Link, stream: Stream): void {
+    if (this.closed) {
+      stream.abort(new Error('node closing'))
+      return
+    }
+    const opener = (s: Stream) => (s.direction === 'outbound' ? this.self : link.peer)
+    if (link.stream && opener(link.stream) < opener(stream)) {
+      stream.abort(new Error('duplicate link stream'))
+      return
+    }
+    link.stream?.abort(new Error('replaced by a newer stream'))
+    this.attach(link, stream)
+  }
+
+  /**
+   * Makes sure a stream will exist. The smaller id opens it at once; the larger id first makes
+   * sure a connection exists and gives the other end a moment to open it, then opens its own.
+   */
+  private connect(link: Link): void {
+    if (link.reconnectTimer || link.stream || this.closed) return
+    if (this.self < link.peer) {
+      this.openStream(link)
+      return
+    }
+    this.host
+      .dial(peerIdFromString(link.peer))
+      .then(() => {
+        const timer = setTimeout(() => this.openStream(link), this.reconnectMinMs * 4)
+        timer.unref()
+      })
+      .catch((e: unknown) => {
+        this.log.debug({ peer: link.peer, err: String(e) }, 'dial failed')
+        this.scheduleReconnect(link)
+      })
+  }
+
+  private openStream(link: Link): void {
+    if (link.stream || link.opening || this.closed) return
+    link.opening = true
+    this.host
+      .dialProtocol(peerIdFromString(link.peer), LINK_PROTOCOL)
+      .then((stream) => {
+        link.opening = false
+        this.adopt(link, stream)
+      })
+      .catch((e: unknown) => {
+        link.opening = false
+        this.log.debug({ peer: link.peer, err: String(e) }, 'opening link stream failed')
+        this.scheduleReconnect(link)
+      })
+  }
+
+  private scheduleReconnect(link: Link): void {
+    if (this.closed || link.reconnectTimer || link.queue.length === 0) return
+    const delay = link.backoffMs
+    link.backoffMs = Math.min(this.reconnectMaxMs, link.backoffMs * 2)
+    link.reconnectTimer = setTimeout(() => {
+      link.reconnectTimer = undefined
+      if (!link.stream) this.connect(link)
+    }, delay)
+    link.reconnectTimer.unref()
+  }
+
+  private attach(link: Link, stream: Stream): void {
+    link.stream = stream
+    link.backoffMs = this.reconnectMinMs
+    stream.addEventListener('close', () => {
+      if (link.stream === stream) {
+        link.stream = undefined
+        this.scheduleReconnect(link)
+      }
+    })
+    void this.readLoop(link, stream)
+    void this.flush(link)
+  }
+
+  private async readLoop(link: Link, stream: Stream): Promise<void> {
+    const lp = lpStream(stream, { maxDataLength: this.frameBytesMax })
+    try {
+      while (link.stream === stream) {
+        const frame = await lp.read()
+        this.counters.framesReceived++
+        this.onFrame(link.peer, frame.subarray())
+      }
+    } catch (e) {
+      if (link.stream === stream) {
+        this.log.debug({ peer: link.peer, err: String(e) }, 'link stream ended')
+        stream.abort(e instanceof Error ? e : new Error(String(e)))
+      }
+    }
+  }
+
+  /** Writes queued frames in order, one at a time, waiting for the stream to drain when it must. */
+  private async flush(link: Link): Promise<void> {
+    if (link.writing) return
+    link.writing = true
+    try {
+      while (link.stream && link.queue.length > 0) {
+        const stream = link.stream
+        const frame = link.queue.shift()!
+        link.queueBytes -= frame.byteLength
+        try {
+          // Only the reader wraps the stream (a wrapper also consumes incoming bytes).
+          if (!stream.send(lengthPrefixed(frame))) await stream.onDrain()
+          this.counters.framesSent++
+        } catch (e) {
+          this.counters.framesDropped++
+          this.log.debug({ peer: link.peer, err: String(e) }, 'link write failed')
+          break
+        }
+      }
+    } finally {
+      link.writing = false
+    }
+  }
+}
+
+/** `frame` preceded by its length as an unsigned LEB128 varint (what `lpStream` reads). */
+export function lengthPrefixed(frame: Uint8Array): Uint8Array {
+  let n = frame.byteLength
+  const prefix: number[] = []
+  do {
+    let b = n & 0x7f
+    n = Math.floor(n / 128)
+    if (n > 0) b |= 0x80
+    prefix.push(b)
+  } while (n > 0)
+  const out = new Uint8Array(prefix.length + frame.byteLength)
+  out.set(prefix, 0)
+  out.set(frame, prefix.length)
+  return out
+}

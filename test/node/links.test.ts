@@ -1,0 +1,136 @@
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import pino from 'pino'
+import { afterEach, describe, expect, it } from 'vitest'
+import { createHost, type Host } from '../../node/p2p/host.js'
+import { PeerLinks } from '../../node/p2p/links.js'
+
+const log = pino({ level: 'silent' })
+
+interface TestPeer {
+  host: Host
+  links: PeerLinks
+  received: Array<{ from: string; text: string }>
+  dir: string
+}
+
+const peers: TestPeer[] = []
+
+async function startPeer(seeds: string[] = [], dir?: string): Promise<TestPeer> {
+  const dataDir = dir ?? (await mkdtemp(join(tmpdir(), 'am-links-')))
+  const host = await createHost({ dataDir, seeds })
+  const received: TestPeer['received'] = []
+  const links = new PeerLinks(
+    host,
+    (from, frame) => received.push({ from, text: new TextDecoder().decode(frame) }),
+    log,
+  )
+  await links.start()
+  const p = { host, links, received, dir: dataDir }
+  peers.push(p)
+  return p
+}
+
+async function stopPeer(p: TestPeer): Promise<void> {
+  await p.links.close()
+  await p.host.stop()
+}
+
+async function waitFor(cond: () => boolean, what: string, timeoutMs = 20_000): Promise<void> {
+  const start = Date.now()
+  while (!cond()) {
+    if (Date.now() - start > timeoutMs) throw new Error(`timed out waiting for ${what}`)
+    await new Promise((r) => setTimeout(r, 10))
+  }
+}
+
+afterEach(async () => {
+  for (const p of peers.splice(0)) {
+    await stopPeer(p).catch(() => {})
+    await rm(p.dir, { recursive: true, force: true })
+  }
+})
+
+describe('peer links over real libp2p on loopback', () => {
+  it('carries frames in order both ways over one stream per peer pair', async () => {
+    const a = await startPeer()
+    const b = await startPeer([a.host.getMultiaddrs()[0]!.toString()])
+    const aId = a.host.peerId.toString()
+    const bId = b.host.peerId.toString()
+    for (let i = 0; i < 200; i++) {
+      a.links.send(bId, new TextEncoder().encode(`a${i}`))
+      b.links.send(aId, new TextEncoder().encode(`b${i}`))
+    }
+    await waitFor(() => a.received.length === 200 && b.received.length === 200, '200 frames each way').catch(
+      (e) => {
+        throw new Error(
+          `${e}: a got ${a.received.length}, b got ${b.received.length}, a ${JSON.stringify(a.links.counters)} b ${JSON.stringify(b.links.counters)} a<b ${aId < bId} conns ${a.host.getConnections().length}`,
+        )
+      },
+    )
+    expect(b.received.map((r) => r.text)).toEqual(Array.from({ length: 200 }, (_, i) => `a${i}`))
+    expect(a.received.map((r) => r.text)).toEqual(Array.from({ length: 200 }, (_, i) => `b${i}`))
+    const streams = a.host
+      .getConnections(b.host.peerId)
+      .flatMap((c) => c.streams.filter((s) => s.protocol === '/actormesh/link/1.0.0'))
+    expect(streams).toHaveLength(1)
+  })
+
+  it('keeps the peer id across restarts because the key lives in the data directory', async () => {
+    const a = await startPeer()
+    const id = a.host.peerId.toString()
+    await stopPeer(a)
+    peers.splice(peers.indexOf(a), 1)
+    const again = await startPeer([], a.dir)
+    expect(again.host.peerId.toString()).toBe(id)
+  })
+
+  it('reconnects and delivers queued frames after the other node restarts', async () => {
+    const a = await startPeer()
+    const bDir = await mkdtemp(join(tmpdir(), 'am-links-'))
+    const b = await startPeer([a.host.getMultiaddrs()[0]!.toString()], bDir)
+    const bId = b.host.peerId.toString()
+    a.links.send(bId, new TextEncoder().encode('before'))
+    await waitFor(() => b.received.length === 1, 'first frame')
+    const bAddr = b.host.getMultiaddrs()[0]!
+    await stopPeer(b)
+    peers.splice(peers.indexOf(b), 1)
+    const b2 = await startPeer([a.host.getMultiaddrs()[0]!.toString()], bDir)
+    expect(b2.host.peerId.toString()).toBe(bId)
+    expect(bAddr).toBeDefined()
+    // Frames written into the dying stream before the close is noticed are lost (Raft resends);
+    // what must hold is that the link comes back by itself.
+    let n = 0
+    await waitFor(() => {
+      if (n++ % 10 === 0) a.links.send(bId, new TextEncoder().encode('after'))
+      return b2.received.some((r) => r.text === 'after')
+    }, 'a frame after restart')
+  })
+})
+
+describe('private network', () => {
+  it('keeps a node without the cluster key out', async () => {
+    const { generateKey } = await import('@libp2p/pnet')
+    const { writeFile } = await import('node:fs/promises')
+    const dir = await mkdtemp(join(tmpdir(), 'am-pnet-'))
+    const key = new Uint8Array(95)
+    generateKey(key)
+    const keyFile = join(dir, 'cluster.key')
+    await writeFile(keyFile, key)
+    const inside = await createHost({ dataDir: join(dir, 'a'), clusterKeyFile: keyFile })
+    const member = await createHost({ dataDir: join(dir, 'b'), clusterKeyFile: keyFile })
+    const stranger = await createHost({ dataDir: join(dir, 'c') })
+    try {
+      await member.dial(inside.getMultiaddrs()[0]!)
+      expect(member.getConnections(inside.peerId)).not.toHaveLength(0)
+      await expect(
+        stranger.dial(inside.getMultiaddrs()[0]!, { signal: AbortSignal.timeout(5_000) }),
+      ).rejects.toThrow()
+      expect(inside.getConnections(stranger.peerId)).toHaveLength(0)
+    } finally {
+      await Promise.all([inside.stop(), member.stop(), stranger.stop()])
+      await rm(dir, { recursive: true, force: true })
+    }
+  })
+})
