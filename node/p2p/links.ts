@@ -1,4 +1,4 @@
-import type { Connection, PeerId, Stream } from '@libp2p/interface'
+import type { Connection, IdentifyResult, Stream } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { lpStream } from '@libp2p/utils'
 import type { Logger } from 'pino'
@@ -63,7 +63,7 @@ export class PeerLinks {
   private readonly abuseReportsMax: number
   private readonly self: string
   private closed = false
-  private readonly onIdentify = (evt: CustomEvent<{ peerId: PeerId; protocols: string[] }>) => {
+  private readonly onIdentify = (evt: CustomEvent<IdentifyResult>): void => {
     if (evt.detail.protocols.includes(LINK_PROTOCOL)) this.connect(this.link(evt.detail.peerId.toString()))
   }
 
@@ -87,7 +87,7 @@ export class PeerLinks {
       maxInboundStreams: 4,
       maxOutboundStreams: 4,
     })
-    this.host.addEventListener('peer:identify', this.onIdentify as EventListener)
+    this.host.addEventListener('peer:identify', this.onIdentify)
   }
 
   /** Ensures a stream to `peer` (e.g. a new group member) even before there is a frame to send. */
@@ -140,7 +140,7 @@ export class PeerLinks {
 
   async close(): Promise<void> {
     this.closed = true
-    this.host.removeEventListener('peer:identify', this.onIdentify as EventListener)
+    this.host.removeEventListener('peer:identify', this.onIdentify)
     for (const link of this.links.values()) {
       clearTimeout(link.reconnectTimer)
       link.queue = []
