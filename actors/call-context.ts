@@ -5,7 +5,7 @@
  */
 import type { ActorLimits } from './config.js'
 import { alarmKey } from './config.js'
-import { InvalidKeyError, SizeLimitError, StateQuotaError } from './errors.js'
+import { InvalidKeyError, ReadonlyViolationError, SizeLimitError, StateQuotaError } from './errors.js'
 
 /** The state a call runs against: the actor's resident state (committed plus pending writes). */
 export interface BaseState {
@@ -61,6 +61,8 @@ export class CallContext {
   readonly broadcasts: Uint8Array[] = []
   readonly reads: RecordedReads = { gets: [], lists: [] }
   private readonly readKeys = new Set<string>()
+  /** Set for methods the module declares read-only: any write or broadcast fails the call. */
+  readonly = false
   private broadcastBytes = 0
   private deltaBytes = 0
   private readonly next: () => number
@@ -136,6 +138,7 @@ export class CallContext {
 
   /** Sets or deletes (`null`) a key, enforcing `actorStateBytesMax` on the projected state. */
   put(key: string, value: Uint8Array | null): void {
+    if (this.readonly) throw new ReadonlyViolationError(`Cannot write key '${key}' in a read-only method`)
     const after = value ? keyBytes(key) + value.length : 0
     const delta = after - this.sizeOf(key)
     const projected = this.base.bytes + this.deltaBytes + delta
@@ -149,6 +152,7 @@ export class CallContext {
   }
 
   broadcast(bytes: Uint8Array): void {
+    if (this.readonly) throw new ReadonlyViolationError('Cannot broadcast from a read-only method')
     this.broadcastBytes += bytes.length
     if (this.broadcastBytes > this.limits.broadcastBytesMax) {
       throw new SizeLimitError(

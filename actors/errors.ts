@@ -153,3 +153,11 @@ export class ActorBusyError extends ActorsError {
     super('ACTORMESH_ACTOR_BUSY', message, true)
   }
 }
+
+/** A method the module declares read-only tried to write state, set an alarm or broadcast. */
+export class ReadonlyViolationError extends ActorsError {
+  override name = 'ReadonlyViolationError'
+  constructor(message: string) {
+    super('ACTORMESH_READONLY_VIOLATION', message)
+  }
+}

@@ -57,6 +57,7 @@ interface Live {
 const textDecoder = new TextDecoder()
 const textEncoder = new TextEncoder()
 const logLevels = ['debug', 'info', 'warn', 'error'] as const
+const memory = (live: Live) => live.memory
 
 /** Executes calls against one instrumented, compiled module. */
 export class ModuleExecutor {
@@ -64,6 +65,7 @@ export class ModuleExecutor {
   private ctx: CallContext | undefined
   private deadlineAt = 0
   private logContext: { actor: string } = { actor: '' }
+  private readonly: Set<string> | undefined
   /** Instances created so far (cold starts of the module, for tests and metrics). */
   instantiations = 0
 
@@ -100,7 +102,7 @@ export class ModuleExecutor {
       const g = ex[name] as WasmGlobal
       return [g, g.value as number | bigint]
     })
-    return {
+    const live: Live = {
       instance,
       memory,
       fuel: ex[fuelExport] as WasmGlobal,
@@ -111,6 +113,38 @@ export class ModuleExecutor {
       globals,
       dirty: false,
     }
+    if (!this.readonly) this.readonly = this.readReadonly(live)
+    return live
+  }
+
+  /** Calls the optional `readonly_methods` export once (after the snapshot: the next call resets). */
+  private readReadonly(live: Live): Set<string> {
+    const fn = live.instance.exports.readonly_methods
+    if (typeof fn !== 'function') return new Set()
+    live.dirty = true
+    live.fuel.value = BigInt(this.limits.callFuelMax)
+    this.live = live
+    try {
+      const ptr = (fn as () => number)()
+      const len = new DataView(memory(live).buffer).getUint32(ptr, true)
+      if (ptr + 4 + len > memory(live).buffer.byteLength || len > this.limits.payloadBytesMax) {
+        throw new ModuleInvalidError('export readonly_methods returned an out-of-bounds list')
+      }
+      const text = textDecoder.decode(new Uint8Array(memory(live).buffer, ptr + 4, len))
+      return new Set(text.split('\n').filter((m) => m.length > 0))
+    } catch (err) {
+      throw err instanceof ModuleInvalidError
+        ? err
+        : new ModuleInvalidError(`export readonly_methods failed: ${String(err)}`)
+    } finally {
+      this.live = undefined
+    }
+  }
+
+  /** True when the module declares `method` read-only (it may then run on any replica). */
+  isReadonly(method: string): boolean {
+    this.warm()
+    return this.readonly!.has(method)
   }
 
   private reset(live: Live): void {
@@ -125,6 +159,7 @@ export class ModuleExecutor {
     if (!live) live = this.live = this.instantiate()
     else if (live.dirty) this.reset(live)
     live.dirty = true
+    ctx.readonly = this.readonly!.has(method)
     this.ctx = ctx
     this.logContext = { actor }
     this.deadlineAt = this.clock.nowMs() + this.limits.callDeadlineMs

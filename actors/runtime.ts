@@ -117,6 +117,8 @@ export class ActorRuntime {
   private readonly namespaces = new Map<string, Namespace>()
   private readonly compiled = new Map<string, { info: InstrumentedModule; module: WasmModule }>()
   private readonly table: ActorTable
+  /** Aborted by `close`: every call and deploy in flight or later sees it. */
+  private readonly shutdown = new AbortController()
 
   constructor(private readonly components: ActorRuntimeComponents) {
     this.limits = resolveLimits(components.limits)
@@ -195,6 +197,16 @@ export class ActorRuntime {
     return entry
   }
 
+  /** True when the namespace's module declares `method` read-only (safe to serve from a replica). */
+  isReadonly(namespace: string, method: string): boolean {
+    const ns = this.namespaces.get(namespace)
+    if (!ns)
+      throw new NamespaceNotDeployedError(
+        `Cannot look up method '${method}': namespace '${namespace}' has no module`,
+      )
+    return ns.executor.isReadonly(method)
+  }
+
   /** The hash of the module a namespace runs, or undefined when none is deployed. */
   moduleOf(namespace: string): string | undefined {
     return this.namespaces.get(namespace)?.executor.info.hash
@@ -212,6 +224,7 @@ export class ActorRuntime {
     options: CallOptions = {},
   ): Promise<CallResult> {
     options.signal?.throwIfAborted()
+    this.shutdown.signal.throwIfAborted()
     checkName('actor id', actor)
     if (typeof method !== 'string' || method.length === 0)
       throw new TypeError(`Bad method '${String(method)}'`)
@@ -234,8 +247,11 @@ export class ActorRuntime {
         `Cannot call actor '${actor}': ${rec.queued} calls queued, queuedCallsMax reached`,
       )
     }
+    const signal = options.signal
+      ? AbortSignal.any([options.signal, this.shutdown.signal])
+      : this.shutdown.signal
     rec.queued++
-    const run = rec.gate.then(() => this.execute(ns, rec, method, payload, options))
+    const run = rec.gate.then(() => this.execute(ns, rec, method, payload, { ...options, signal }))
     rec.gate = run.then(
       () => undefined,
       () => undefined,
@@ -334,6 +350,16 @@ export class ActorRuntime {
   /** `discard` for every resident actor of a namespace (the node lost the group's leadership). */
   discardNamespace(namespace: string): void {
     for (const rec of [...this.table.ofNamespace(namespace)]) this.discard(namespace, rec.actor)
+  }
+
+  /**
+   * Stops the runtime: queued calls fail, resident state is dropped (pending writes with it),
+   * and later calls and deploys throw the abort reason.
+   */
+  close(): void {
+    this.shutdown.abort(new PendingDiscardedError('Actor runtime closed'))
+    for (const name of this.namespaces.keys()) this.discardNamespace(name)
+    this.namespaces.clear()
   }
 
   /** Evicts idle actors now (the node calls this on a timer); returns how many went. */

@@ -9,6 +9,7 @@ import {
   MethodNotFoundError,
   NamespaceNotDeployedError,
   PendingDiscardedError,
+  ReadonlyViolationError,
   SizeLimitError,
   StackOverflowError,
   StateQuotaError,
@@ -43,6 +44,7 @@ describe('bad input', () => {
     ['big_reply', SizeLimitError],
     ['loud', SizeLimitError],
     ['no_such_method', MethodNotFoundError],
+    ['sneaky', ReadonlyViolationError],
   ]
   for (const [method, error] of cases) {
     it(`'${method}' fails with ${error.name} and leaves the state untouched`, async () => {
@@ -182,5 +184,37 @@ describe('eviction', () => {
     expect(runtime.stats().residentActors).toBe(1)
     expect(untext((await runtime.call('c', 'pending', 'get', new Uint8Array())).reply)).toBe('1')
     expect(await callText('c', 'committed', 'get')).toBe('1')
+  })
+})
+
+describe('read-only methods', () => {
+  it('are published by the module and listed per namespace', async () => {
+    const { runtime } = setup()
+    await runtime.deploy('c', counter)
+    expect(runtime.isReadonly('c', 'get')).toBe(true)
+    expect(runtime.isReadonly('c', 'increment')).toBe(false)
+  })
+})
+
+describe('close', () => {
+  it('fails queued and later calls with a retryable error', async () => {
+    const { runtime } = setup()
+    await runtime.deploy('c', counter)
+    const queued = runtime.call('c', 'a', 'increment', new Uint8Array())
+    runtime.close()
+    await expect(queued).rejects.toMatchObject({ retryable: true })
+    await expect(runtime.call('c', 'a', 'get', new Uint8Array())).rejects.toBeInstanceOf(
+      PendingDiscardedError,
+    )
+  })
+
+  it('a call whose own signal is aborted does not run', async () => {
+    const { runtime, store } = setup()
+    await runtime.deploy('c', counter)
+    const controller = new AbortController()
+    const call = runtime.call('c', 'a', 'increment', new Uint8Array(), { signal: controller.signal })
+    controller.abort()
+    await expect(call).rejects.toThrow()
+    expect(store.loads).toBe(0)
   })
 })

@@ -37,6 +37,26 @@ export function on(method: string, handler: Handler): void {
   handlers.set(method, handler)
 }
 
+const readonly = new Array<string>()
+
+/**
+ * Registers a method that never writes state, broadcasts or sets alarms (the host enforces it),
+ * so the node may serve it from any replica. Re-export `readonly_methods` to publish the list.
+ */
+export function onReadonly(method: string, handler: Handler): void {
+  handlers.set(method, handler)
+  readonly.push(method)
+}
+
+/** Host (optional export): `[u32 length]["name\nname..."]`, the read-only methods. */
+export function readonly_methods(): usize {
+  const b = String.UTF8.encode(readonly.join('\n'))
+  const out = heap.alloc(4 + <usize>b.byteLength)
+  store<u32>(out, <u32>b.byteLength)
+  memory.copy(out + 4, changetype<usize>(b), <usize>b.byteLength)
+  return out
+}
+
 /** Host: reserve `len` bytes for the method name and payload of the next call. */
 export function alloc(len: i32): usize {
   return heap.alloc(<usize>len)

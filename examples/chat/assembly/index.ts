@@ -12,12 +12,13 @@ import {
   list,
   now,
   on,
+  onReadonly,
   setI64,
   setString,
   str,
   utf8,
 } from '../../../actors/sdk/assembly/index'
-export { abi_version, alloc, handle } from '../../../actors/sdk/assembly/index'
+export { abi_version, alloc, handle, readonly_methods } from '../../../actors/sdk/assembly/index'
 
 const HISTORY_MAX: i64 = 50
 
@@ -71,4 +72,4 @@ function history(payload: Uint8Array): Uint8Array {
 
 on('join', join)
 on('post', post)
-on('history', history)
+onReadonly('history', history)

@@ -1,7 +1,7 @@
 // Counter actor: increment (by the decimal in the payload, default 1), get, and a durable alarm
 // that resets the count (reset_at: payload is the time in ms).
-import { getI64, on, setAlarm, setI64, str, utf8 } from '../../../actors/sdk/assembly/index'
-export { abi_version, alloc, handle } from '../../../actors/sdk/assembly/index'
+import { getI64, on, onReadonly, setAlarm, setI64, str, utf8 } from '../../../actors/sdk/assembly/index'
+export { abi_version, alloc, handle, readonly_methods } from '../../../actors/sdk/assembly/index'
 
 function increment(payload: Uint8Array): Uint8Array {
   const by: i64 = payload.length > 0 ? I64.parseInt(str(payload)) : 1
@@ -25,6 +25,6 @@ function alarm(payload: Uint8Array): Uint8Array {
 }
 
 on('increment', increment)
-on('get', get)
+onReadonly('get', get)
 on('reset_at', resetAt)
 on('alarm', alarm)

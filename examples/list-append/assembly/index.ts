@@ -1,7 +1,7 @@
 // List-append actor (used by the chaos lost-write tests): append a value, read the whole list.
 // Items live under "item/<index, 10 digits>" so `list("item/")` returns them in order.
-import { getI64, jsonQuote, list, on, setI64, setString, str, utf8 } from '../../../actors/sdk/assembly/index'
-export { abi_version, alloc, handle } from '../../../actors/sdk/assembly/index'
+import { getI64, jsonQuote, list, on, onReadonly, setI64, setString, str, utf8 } from '../../../actors/sdk/assembly/index'
+export { abi_version, alloc, handle, readonly_methods } from '../../../actors/sdk/assembly/index'
 
 function itemKey(index: i64): string {
   let digits = index.toString()
@@ -24,4 +24,4 @@ function read(payload: Uint8Array): Uint8Array {
 }
 
 on('append', append)
-on('read', read)
+onReadonly('read', read)

@@ -1,7 +1,7 @@
 // Register actor (used by the chaos linearizability tests): read, write, compare-and-set.
 // cas payload: {"expect": "<old>" | null, "value": "<new>"}; replies {"ok":true|false,"value":...}.
-import { fail, getString, JsonObject, jsonField, jsonQuote, jsonString, on, setString, str, utf8 } from '../../../actors/sdk/assembly/index'
-export { abi_version, alloc, handle } from '../../../actors/sdk/assembly/index'
+import { fail, getString, JsonObject, jsonField, jsonQuote, jsonString, on, onReadonly, setString, str, utf8 } from '../../../actors/sdk/assembly/index'
+export { abi_version, alloc, handle, readonly_methods } from '../../../actors/sdk/assembly/index'
 
 function current(): string {
   const v = getString('value')
@@ -36,6 +36,6 @@ function cas(payload: Uint8Array): Uint8Array {
   return utf8(out.raw('value', matches ? jsonQuote(value) : current()).toString())
 }
 
-on('read', read)
+onReadonly('read', read)
 on('write', write)
 on('cas', cas)
