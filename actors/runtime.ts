@@ -418,7 +418,7 @@ export class ActorRuntime {
 
 function replayOn(executor: ModuleExecutor, record: CallRecord): ReplayResult {
   const base = new RecordedState(record.reads, record.stateBytes)
-  const ctx = new CallContext(base, resolveLimitsFrom(executor), record.now, record.seed)
+  const ctx = new CallContext(base, executor.limits, record.now, record.seed)
   if (record.method === 'alarm' && ctx.get(alarmKey)) ctx.cancelAlarm()
   let outcome: CallOutcome
   try {
@@ -434,10 +434,6 @@ function replayOn(executor: ModuleExecutor, record: CallRecord): ReplayResult {
     differences: diffOutcomes(record.outcome, outcome),
     unrecordedReads: [...base.unrecorded].filter((k) => k !== alarmKey),
   }
-}
-
-function resolveLimitsFrom(executor: ModuleExecutor): ActorLimits {
-  return executor.limits
 }
 
 /** Creates an actor runtime. */

@@ -217,7 +217,9 @@ export function instrumentModule(bytes: Uint8Array, options: InstrumentOptions):
     if (g.valType !== 0x7f && g.valType !== 0x7e && g.valType !== 0x7d && g.valType !== 0x7c) {
       throw new ModuleInvalidError(`mutable global ${index} has a type the host cannot reset`)
     }
-    const name = exported.has(index) ? exports.find((e) => e.kind === 3 && e.index === index)!.name : ''
+    const name = exported.has(index)
+      ? exports.find((e) => e.kind === ExternKind.global && e.index === index)!.name
+      : ''
     const exportName = name || `${reservedExportPrefix}g${index}`
     if (!name) extra.push({ name: exportName, kind: ExternKind.global, index })
     mutableGlobalExports.push(exportName)
