@@ -229,6 +229,14 @@ export class ActorRuntime {
     if (typeof method !== 'string' || method.length === 0)
       throw new TypeError(`Bad method '${String(method)}'`)
     if (!(payload instanceof Uint8Array)) throw new TypeError('Bad payload: expected a Uint8Array')
+    if (options.now !== undefined && !Number.isFinite(options.now))
+      throw new RangeError(`Bad now '${options.now}'`)
+    if (
+      options.seed !== undefined &&
+      !(Number.isInteger(options.seed) && options.seed >= 0 && options.seed < 2 ** 32)
+    ) {
+      throw new RangeError(`Bad seed '${options.seed}': expected an integer in [0, 2^32)`)
+    }
     const size = keyBytes(method) + payload.length
     if (size > this.limits.payloadBytesMax) {
       throw new SizeLimitError(

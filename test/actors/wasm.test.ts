@@ -150,6 +150,21 @@ describe('instrumentModule', () => {
     expect(() => instrumentModule(simd, options)).toThrow(ModuleInvalidError)
   })
 
+  it('routes memory.grow through a guard that flags a failed grow', () => {
+    // handle: drop(memory.grow(payloadLen))
+    const info = instrumentModule(
+      abiModule({ memory: { min: 1, max: 2 }, handleBody: [0x20, 0x03, 0x40, 0x00, 0x1a] }),
+      options,
+    )
+    const instance = new wasm.Instance(new wasm.Module(info.bytes), { actormesh: {} })
+    const handle = instance.exports.handle as (a: number, b: number, c: number, d: number) => number
+    const oom = instance.exports.__am_oom as WasmGlobal
+    handle(0, 0, 0, 1)
+    expect(oom.value).toBe(0)
+    handle(0, 0, 0, 1)
+    expect(oom.value).toBe(1)
+  })
+
   it('keeps i64 constants exact in rewritten bodies', () => {
     const bytes = buildModule({
       types: [
