@@ -1,0 +1,228 @@
+import { multiaddr } from '@multiformats/multiaddr'
+import { pack, unpack } from 'msgpackr'
+import type { Logger } from 'pino'
+import type { Host } from './p2p/host.js'
+
+/** The gossipsub topic every node publishes its heartbeat on. */
+export const MEMBERSHIP_TOPIC = '/actormesh/membership/1'
+
+/** What a node says about itself in every heartbeat. */
+export interface MemberInfo {
+  peer: string
+  addrs: string[]
+  /** The node's HTTP gateway, e.g. `http://127.0.0.1:8080`; empty if it has none. */
+  gateway: string
+  /** Grows on every restart, so news from an older life of the node is ignored. */
+  incarnation: number
+  /** A load figure (e.g. resident actors + groups led); placement spreads by it. */
+  load: number
+  /** Groups this node leads (at most `leadsPerHeartbeatMax`). */
+  leads: string[]
+}
+
+export type MemberState = 'alive' | 'suspect' | 'dead'
+
+export interface Member extends MemberInfo {
+  state: MemberState
+  /** Local monotonic time (ms) the last heartbeat arrived. */
+  lastSeenMs: number
+}
+
+export interface MembershipOptions {
+  heartbeatMs?: number
+  /** Silent this long: suspect. */
+  suspectAfterMs?: number
+  /** Silent this long: dead. */
+  deadAfterMs?: number
+  /** Members remembered at most (dead ones are forgotten first). */
+  membersMax?: number
+  leadsPerHeartbeatMax?: number
+}
+
+/** Why a member's state changed. */
+export interface MemberChange {
+  member: Member
+  previous: MemberState | 'unknown'
+}
+
+/**
+ * Gossiped membership with a timeout failure detector. Every node publishes a heartbeat on one
+ * gossipsub topic; a member silent for `suspectAfterMs` is suspect and for `deadAfterMs` dead.
+ * Publishing without peers (a partition, a lone node) is normal. New members' addresses are
+ * dialled so that the mesh becomes fully connected from a single seed.
+ */
+export class Membership {
+  private readonly members = new Map<string, Member>()
+  private readonly listeners = new Set<(change: MemberChange) => void>()
+  private timer: NodeJS.Timeout | undefined
+  private soon: NodeJS.Timeout | undefined
+  private readonly heartbeatMs: number
+  private readonly suspectAfterMs: number
+  private readonly deadAfterMs: number
+  private readonly membersMax: number
+  private readonly leadsPerHeartbeatMax: number
+  private readonly self: string
+  private readonly onMessage = (evt: CustomEvent<{ topic: string; data: Uint8Array }>): void => {
+    if (evt.detail.topic === MEMBERSHIP_TOPIC) this.receive(evt.detail.data)
+  }
+
+  constructor(
+    private readonly host: Host,
+    private readonly describe: () => Omit<MemberInfo, 'peer' | 'addrs' | 'incarnation'>,
+    private readonly incarnation: number,
+    private readonly log: Logger,
+    private readonly now: () => number = () => performance.now(),
+    options: MembershipOptions = {},
+  ) {
+    this.self = host.peerId.toString()
+    this.heartbeatMs = options.heartbeatMs ?? 200
+    this.suspectAfterMs = options.suspectAfterMs ?? 800
+    this.deadAfterMs = options.deadAfterMs ?? 1_500
+    this.membersMax = options.membersMax ?? 10_000
+    this.leadsPerHeartbeatMax = options.leadsPerHeartbeatMax ?? 4_096
+    if (!(this.heartbeatMs < this.suspectAfterMs && this.suspectAfterMs < this.deadAfterMs)) {
+      throw new RangeError('Membership timings must satisfy heartbeatMs < suspectAfterMs < deadAfterMs')
+    }
+  }
+
+  start(): void {
+    this.host.services.pubsub.subscribe(MEMBERSHIP_TOPIC)
+    this.host.services.pubsub.addEventListener('message', this.onMessage as never)
+    this.timer = setInterval(() => this.beat(), this.heartbeatMs)
+    this.timer.unref()
+    this.beat()
+  }
+
+  /** Stops publishing and listening; safe to call twice and after the host stopped. */
+  stop(): void {
+    if (this.timer === undefined) return
+    clearInterval(this.timer)
+    clearTimeout(this.soon)
+    this.timer = undefined
+    this.host.services.pubsub.removeEventListener('message', this.onMessage as never)
+    if (this.host.status === 'started') this.host.services.pubsub.unsubscribe(MEMBERSHIP_TOPIC)
+  }
+
+  /** Calls `listener` on every state change (joined, suspect, dead, alive again). */
+  onChange(listener: (change: MemberChange) => void): () => void {
+    this.listeners.add(listener)
+    return () => this.listeners.delete(listener)
+  }
+
+  /** Every known member except this node. */
+  list(): Member[] {
+    return [...this.members.values()]
+  }
+
+  get(peer: string): Member | undefined {
+    return this.members.get(peer)
+  }
+
+  alive(): Member[] {
+    return this.list().filter((m) => m.state === 'alive')
+  }
+
+  private beatSoon(): void {
+    if (this.soon || this.timer === undefined) return
+    this.soon = setTimeout(() => {
+      this.soon = undefined
+      this.beat()
+    }, 20)
+    this.soon.unref()
+  }
+
+  private beat(): void {
+    const info: MemberInfo = {
+      ...this.describe(),
+      peer: this.self,
+      addrs: this.host.getMultiaddrs().map((a) => a.toString()),
+      incarnation: this.incarnation,
+    }
+    info.leads = info.leads.slice(0, this.leadsPerHeartbeatMax)
+    this.host.services.pubsub.publish(MEMBERSHIP_TOPIC, pack(info)).catch((e: unknown) => {
+      this.log.debug({ err: String(e) }, 'membership publish failed')
+    })
+    this.detectFailures()
+  }
+
+  private detectFailures(): void {
+    const now = this.now()
+    for (const m of this.members.values()) {
+      const silent = now - m.lastSeenMs
+      const next: MemberState =
+        silent >= this.deadAfterMs ? 'dead' : silent >= this.suspectAfterMs ? 'suspect' : 'alive'
+      if (next !== m.state && next !== 'alive') this.transition(m, next)
+    }
+  }
+
+  private receive(data: Uint8Array): void {
+    let info: MemberInfo
+    try {
+      info = unpack(data) as MemberInfo
+    } catch {
+      return
+    }
+    if (!isMemberInfo(info) || info.peer === this.self) return
+    const known = this.members.get(info.peer)
+    if (known && info.incarnation < known.incarnation) return // news from an older life
+    if (!known) {
+      this.evictIfFull()
+      const member: Member = { ...info, state: 'alive', lastSeenMs: this.now() }
+      this.members.set(info.peer, member)
+      this.dialNew(member)
+      this.emit({ member, previous: 'unknown' })
+      // Answer a newcomer at once rather than at the next beat, so it learns of us sooner.
+      this.beatSoon()
+      return
+    }
+    Object.assign(known, info, { lastSeenMs: this.now() })
+    if (known.state !== 'alive') this.transition(known, 'alive')
+  }
+
+  private transition(member: Member, state: MemberState): void {
+    const previous = member.state
+    member.state = state
+    this.log.info({ peer: member.peer, from: previous, to: state }, 'member state changed')
+    this.emit({ member, previous })
+  }
+
+  private emit(change: MemberChange): void {
+    for (const l of this.listeners) {
+      try {
+        l(change)
+      } catch (e) {
+        this.log.error({ err: String(e) }, 'membership listener failed')
+      }
+    }
+  }
+
+  private evictIfFull(): void {
+    if (this.members.size < this.membersMax) return
+    const victim = this.list().find((m) => m.state === 'dead') ?? this.list()[0]
+    if (victim) this.members.delete(victim.peer)
+  }
+
+  /** Connects to a member we only heard about through gossip, so the mesh fills in. */
+  private dialNew(member: Member): void {
+    const peerId = this.host.getConnections().find((c) => c.remotePeer.toString() === member.peer)
+    if (peerId || member.addrs.length === 0) return
+    const addrs = member.addrs.map((a) => multiaddr(a.includes('/p2p/') ? a : `${a}/p2p/${member.peer}`))
+    void this.host
+      .dial(addrs)
+      .catch((e: unknown) => this.log.debug({ peer: member.peer, err: String(e) }, 'dial failed'))
+  }
+}
+
+function isMemberInfo(v: unknown): v is MemberInfo {
+  if (typeof v !== 'object' || v === null) return false
+  const m = v as Record<string, unknown>
+  return (
+    typeof m.peer === 'string' &&
+    Array.isArray(m.addrs) &&
+    m.addrs.every((a) => typeof a === 'string') &&
+    typeof m.gateway === 'string' &&
+    typeof m.incarnation === 'number' &&
+    typeof m.load === 'number' &&
+    Array.isArray(m.leads)
+  )
+}
