@@ -9,7 +9,28 @@
 import { mkdirSync } from 'node:fs'
 import { dirname, join, relative, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import asc from 'assemblyscript/asc'
+
+/**
+ * The slice of the compiler's API this file uses. The compiler is imported by a computed
+ * specifier on purpose: its own typings declare a global `console` namespace (for AssemblyScript
+ * code) that would shadow Node's `console` in every file of the project.
+ */
+interface AscApi {
+  main(
+    argv: string[],
+    options: {
+      stdout: { write(chunk: string | Uint8Array): boolean }
+      stderr: { write(chunk: string | Uint8Array): boolean }
+    },
+  ): Promise<{ error: Error | null }>
+}
+
+const ascSpecifier = 'assemblyscript/asc'
+let ascModule: Promise<AscApi> | undefined
+function loadAsc(): Promise<AscApi> {
+  ascModule ??= import(ascSpecifier).then((m: { default: AscApi }) => m.default)
+  return ascModule
+}
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..')
 /** The SDK's path inside the repository, as the compiler names it (no extension). */
@@ -32,6 +53,7 @@ export async function buildActor(
     throw new RangeError(`Bad source '${sourcePath}': must be inside the repository`)
   mkdirSync(dirname(resolve(outPath)), { recursive: true })
   let diagnostics = ''
+  const asc = await loadAsc()
   const result = await asc.main(
     [
       source,
