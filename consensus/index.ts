@@ -3,6 +3,7 @@
  * the multi-group driver and the storage contract. Other folders import only from here.
  */
 export { AssertionError, assert } from './assert.js'
+export * from './driver/index.js'
 export {
   CompactedError,
   ConsensusError,
@@ -13,4 +14,5 @@ export {
 } from './errors.js'
 export { cloneConf, entrySizeBytes, limitEntriesBytes, MemoryStorage } from './memory-storage.js'
 export { decodeConfChange, encodeConfChange, type RaftConfig, RawNode } from './raft.js'
+export type { Frame, GroupMessage, Transport, TransportHandler } from './transport.js'
 export * from './types.js'

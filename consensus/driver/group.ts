@@ -1,0 +1,198 @@
+/**
+ * One hosted group: its RawNode, its state machine, and the requests waiting on it. Pending
+ * proposals and reads live in insertion-ordered maps, so expiring the oldest is O(expired).
+ */
+import type { RawNode } from '../raft.js'
+import type { ConfState, Entry, NodeId, Snapshot } from '../types.js'
+import { NONE } from '../types.js'
+import { type OutcomeUnknownReason, ProposalOutcomeUnknownError, ReadNotConfirmedError } from './errors.js'
+
+/**
+ * The replicated state machine of one group. The driver calls it in log order, from one turn at a
+ * time; a returned promise is awaited before the group's Ready is advanced.
+ */
+export interface StateMachine {
+  /**
+   * Applies committed entries. `entries` holds the proposals' payloads (the driver's envelope
+   * removed); leader no-ops and membership changes are left out, but `appliedIndex` — the index of
+   * the last committed entry of this batch — covers them, so the state machine can record it
+   * durably with its state and hand it back as `applied` after a restart (exactly-once apply).
+   */
+  apply(entries: Entry[], group: string, appliedIndex: number): void | Promise<void>
+  /** Replaces the state with a snapshot received from the leader. */
+  applySnapshot(snapshot: Snapshot, group: string): void | Promise<void>
+  /** The state as bytes at the last applied index, for log compaction (optional). */
+  snapshot?(group: string): Uint8Array | Promise<Uint8Array>
+}
+
+/** A proposal waiting to be committed and applied. */
+export interface PendingProposal {
+  seq: number
+  /** Log index once this node has seen the entry appended; 0 before. */
+  index: number
+  deadlineTick: number
+  resolve(index: number): void
+  reject(error: Error): void
+  settled: boolean
+}
+
+/** A read waiting for its read state, then for the applied index to reach it. */
+export interface PendingRead {
+  seq: number
+  /** The read state's index once it arrived; -1 before. */
+  index: number
+  deadlineTick: number
+  resolve(): void
+  reject(error: Error): void
+  settled: boolean
+}
+
+/** The driver's bookkeeping for one group. */
+export class GroupState {
+  lead: NodeId = NONE
+  /** Ticked by the driver; false while the group is quiesced. */
+  active = true
+  /** Number of `tick()` calls the RawNode has seen, including its initial phase. */
+  ticks: number
+  applied: number
+  conf: ConfState
+  snapshotIndex: number
+  removed = false
+  proposalSeq = 0
+  readSeq = 0
+  readonly proposals = new Map<number, PendingProposal>()
+  /** Proposals whose index is known, in index order within a term. */
+  private indexed: PendingProposal[] = []
+  private indexedHead = 0
+  readonly reads = new Map<number, PendingRead>()
+  /** Reads with a read state, waiting for `applied` to reach it. */
+  confirmedReads: PendingRead[] = []
+
+  constructor(
+    readonly name: string,
+    public node: RawNode,
+    readonly stateMachine: StateMachine,
+    tickPhase: number,
+    applied: number,
+    conf: ConfState,
+    snapshotIndex: number,
+  ) {
+    this.ticks = tickPhase
+    this.applied = applied
+    this.conf = conf
+    this.snapshotIndex = snapshotIndex
+  }
+
+  hasPending(): boolean {
+    return this.proposals.size > 0 || this.reads.size > 0
+  }
+
+  /** This node saw its own proposal `seq` appended at `index`. */
+  noteIndex(seq: number, index: number): void {
+    const p = this.proposals.get(seq)
+    if (!p || p.index === index) return
+    p.index = index
+    this.indexed.push(p)
+  }
+
+  /** The entry proposed as `seq` was applied at `index`. */
+  resolveProposal(seq: number, index: number): void {
+    const p = this.proposals.get(seq)
+    if (!p) return
+    this.proposals.delete(seq)
+    p.settled = true
+    p.resolve(index)
+  }
+
+  /** After applying up to `applied`: a proposal seen at an index ≤ it that did not resolve lost its slot. */
+  rejectSuperseded(): void {
+    const q = this.indexed
+    while (this.indexedHead < q.length && q[this.indexedHead]!.index <= this.applied) {
+      const p = q[this.indexedHead++]!
+      if (!p.settled) this.rejectProposal(p, 'superseded')
+    }
+    if (this.indexedHead > 1024 && this.indexedHead * 2 > q.length) {
+      this.indexed = q.slice(this.indexedHead)
+      this.indexedHead = 0
+    }
+  }
+
+  rejectProposal(p: PendingProposal, reason: OutcomeUnknownReason): void {
+    if (p.settled) return
+    p.settled = true
+    this.proposals.delete(p.seq)
+    p.reject(new ProposalOutcomeUnknownError(this.name, reason))
+  }
+
+  /** The leader changed: nothing in flight can be tracked to an outcome any more. */
+  leadershipLost(reason: OutcomeUnknownReason = 'leadership-lost'): void {
+    for (const p of this.proposals.values()) this.rejectProposal(p, reason)
+    this.indexed = []
+    this.indexedHead = 0
+    // Reads already confirmed stay valid: their index was a committed read point (§6.4).
+    for (const r of this.reads.values()) {
+      if (r.index < 0) this.rejectRead(r, reason === 'group-removed' ? 'group-removed' : 'leadership-lost')
+    }
+  }
+
+  /** A read state arrived for read `seq`. */
+  confirmRead(seq: number, index: number): void {
+    const r = this.reads.get(seq)
+    if (!r || r.index >= 0) return
+    r.index = index
+    this.confirmedReads.push(r)
+  }
+
+  /** Serves every confirmed read whose index the state machine has reached. */
+  serveReads(): void {
+    if (this.confirmedReads.length === 0) return
+    const waiting: PendingRead[] = []
+    for (const r of this.confirmedReads) {
+      if (r.settled) continue
+      if (r.index > this.applied) {
+        waiting.push(r)
+        continue
+      }
+      r.settled = true
+      this.reads.delete(r.seq)
+      r.resolve()
+    }
+    this.confirmedReads = waiting
+  }
+
+  rejectRead(r: PendingRead, reason: 'leadership-lost' | 'timeout' | 'group-removed'): void {
+    if (r.settled) return
+    r.settled = true
+    this.reads.delete(r.seq)
+    r.reject(new ReadNotConfirmedError(this.name, reason))
+  }
+
+  /** Rejects requests past their deadline; both maps are in deadline order. */
+  expire(now: number): void {
+    for (const p of this.proposals.values()) {
+      if (p.deadlineTick > now) break
+      this.rejectProposal(p, 'timeout')
+    }
+    for (const r of this.reads.values()) {
+      if (r.deadlineTick > now) break
+      this.rejectRead(r, 'timeout')
+    }
+  }
+
+  /** Rejects everything (the group is removed or the driver closes). */
+  rejectAll(proposalError: () => Error, readError: () => Error): void {
+    for (const p of this.proposals.values()) {
+      p.settled = true
+      p.reject(proposalError())
+    }
+    this.proposals.clear()
+    for (const r of this.reads.values()) {
+      r.settled = true
+      r.reject(readError())
+    }
+    this.reads.clear()
+    this.confirmedReads = []
+    this.indexed = []
+    this.indexedHead = 0
+  }
+}

@@ -1,0 +1,634 @@
+/**
+ * The multi-Raft driver: hosts thousands of Raft groups on one node. It owns the I/O the pure core
+ * leaves out, and amortises it across groups (DESIGN.md, "Consensus: multi-Raft"):
+ *  - one shared tick for every active group; quiesced groups are not visited at all;
+ *  - one turn at a time collects every group's Ready, persists all of them in ONE
+ *    `logStore.persist` call (group commit), sends ONE frame per peer, applies, advances;
+ *  - heartbeats line up (every RawNode starts with the driver's tick count as its phase) and plain
+ *    heartbeat answers wait for the next frame, so an idle cluster costs one frame per directed
+ *    peer pair per heartbeat interval.
+ * The driver has no timers: its owner calls `tick()`, and turns are scheduled with `setImmediate`
+ * (injectable) so that a burst of input shares one turn.
+ */
+import { assert } from '../assert.js'
+import { cloneConf } from '../memory-storage.js'
+import { decodeConfChange, RawNode } from '../raft.js'
+import type { Frame, Transport, TransportHandler } from '../transport.js'
+import {
+  type ConfState,
+  type Entry,
+  EntryType,
+  type GroupWrite,
+  type Logger,
+  type LogStore,
+  type Message,
+  MessageType,
+  type NodeId,
+  type RandomInt,
+  type Ready,
+  type Status,
+} from '../types.js'
+import { type MultiRaftConfig, type ResolvedConfig, resolveConfig } from './config.js'
+import { Incarnation, unwrap } from './envelope.js'
+import { DriverClosedError, GroupConflictError, GroupNotFoundError, TooManyPendingError } from './errors.js'
+import { GroupState, type PendingProposal, type PendingRead, type StateMachine } from './group.js'
+import { deferrable, Outbox } from './outbox.js'
+
+/** What `createMultiRaft` needs: everything is passed in (STYLE.md §2). */
+export interface MultiRaftOptions {
+  id: NodeId
+  transport: Transport
+  logStore: LogStore
+  /** Seeded randomness for election timeouts and the driver's incarnation. */
+  random: RandomInt
+  logger?: Logger
+  config?: MultiRaftConfig
+  /** Runs a turn soon; default `setImmediate`, so input arriving meanwhile joins the same turn. */
+  schedule?: (run: () => void) => void
+}
+
+/** How to start hosting a group. */
+export interface CreateGroupOptions {
+  /** Membership of a brand-new group (ignored when the log store already has the group's state). */
+  bootstrap?: ConfState
+  /** Index the state machine durably applied before a restart. */
+  applied?: number
+  stateMachine: StateMachine
+}
+
+/** Counters for tests, benchmarks and metrics. */
+export interface MultiRaftStats {
+  groups: number
+  activeGroups: number
+  ticks: number
+  turns: number
+  persistCalls: number
+  framesSent: number
+  messagesSent: number
+  /** Messages received for a group this node does not host, or addressed to another node. */
+  messagesDropped: number
+  /** A turn is running or due. */
+  busy: boolean
+}
+
+/** A node's Raft groups behind one tick, one log store batch and one frame per peer per turn. */
+export interface MultiRaft {
+  readonly id: NodeId
+  /** One heartbeat interval of logical time for every active group. */
+  tick(): void
+  createGroup(group: string, options: CreateGroupOptions): void
+  /** Stops hosting `group` and deletes its Raft state (the node left the group). */
+  removeGroup(group: string, options?: { signal?: AbortSignal }): Promise<void>
+  /**
+   * Proposes `data`; resolves with the entry's index once it is committed and applied here.
+   * Rejects with `ProposalDroppedError` (nothing written, retry is safe), `TooManyPendingError`, or
+   * `ProposalOutcomeUnknownError` (it may still commit). An abort rejects the promise only: the
+   * proposal itself cannot be withdrawn.
+   */
+  propose(group: string, data: Uint8Array, options?: { signal?: AbortSignal }): Promise<number>
+  /** Resolves when a linearizable read of `group` may be served from this node's state machine. */
+  readIndex(group: string, options?: { signal?: AbortSignal }): Promise<void>
+  /** Starts an election for `group` on this node now. */
+  campaign(group: string): void
+  transferLeadership(group: string, to: NodeId): void
+  status(group: string): Status
+  groups(): string[]
+  /** Membership declared `peer` dead: wake every group it leads, so their followers elect anew. */
+  peerDown(peer: NodeId): void
+  stats(): MultiRaftStats
+  /** Resolves when no turn is running or due (tests and benchmarks wait on it). */
+  whenIdle(options?: { signal?: AbortSignal }): Promise<void>
+  /** Rejects everything pending, closes the transport; the log store stays open (its owner closes it). */
+  close(): Promise<void>
+}
+
+/** Creates a driver and starts listening on its transport. */
+export function createMultiRaft(options: MultiRaftOptions): MultiRaft {
+  return new Driver(options)
+}
+
+const silent: Logger = { debug() {}, info() {}, warn() {}, error() {} }
+
+class Driver implements MultiRaft, TransportHandler {
+  readonly id: NodeId
+  private readonly config: ResolvedConfig
+  private readonly transport: Transport
+  private readonly logStore: LogStore
+  private readonly random: RandomInt
+  private readonly logger: Logger
+  private readonly scheduleFn: (run: () => void) => void
+  private readonly incarnation: Incarnation
+  private readonly outbox: Outbox
+  private readonly groupsByName = new Map<string, GroupState>()
+  /** Groups that tick: everything not quiesced. */
+  private readonly active = new Set<GroupState>()
+  /** Groups that may have a Ready. */
+  private readonly dirty = new Set<GroupState>()
+  /** Groups that may just have quiesced (checked at the end of a turn). */
+  private readonly quiesceCheck = new Set<GroupState>()
+  /** Groups with requests that can time out. */
+  private readonly pending = new Set<GroupState>()
+  private tickCount = 0
+  private flushDeferred = false
+  private scheduled = false
+  private running = false
+  private closed = false
+  private failure: Error | undefined
+  private idleWaiters: Array<() => void> = []
+  private turnWaiters: Array<() => void> = []
+  private turns = 0
+  private persistCalls = 0
+  private messagesDropped = 0
+
+  constructor(options: MultiRaftOptions) {
+    if (!options.id) throw new TypeError("Cannot create the Raft driver: 'id' is empty")
+    this.id = options.id
+    this.config = resolveConfig(options.config)
+    this.transport = options.transport
+    this.logStore = options.logStore
+    this.random = options.random
+    this.logger = options.logger ?? silent
+    this.scheduleFn = options.schedule ?? ((run) => setImmediate(run))
+    this.incarnation = new Incarnation(this.random)
+    this.outbox = new Outbox(this.transport, this.config.frameBytesMax, this.config.deferredMessagesMax)
+    this.transport.listen(this)
+  }
+
+  // ---- groups ------------------------------------------------------------------------------------
+
+  createGroup(group: string, options: CreateGroupOptions): void {
+    this.assertOpen()
+    if (typeof group !== 'string' || group === '')
+      throw new TypeError(`Cannot create group '${group}': empty name`)
+    if (this.groupsByName.has(group)) throw new GroupConflictError(group, 'this node already hosts it')
+    if (this.groupsByName.size >= this.config.groupsMax)
+      throw new GroupConflictError(group, `groupsMax (${this.config.groupsMax}) reached`)
+    const storage = this.logStore.open(group, options.bootstrap)
+    const node = new RawNode({
+      ...this.config.raft,
+      id: this.id,
+      storage,
+      applied: options.applied,
+      random: this.random,
+      logger: groupLogger(this.logger, group),
+      tickPhase: this.tickCount,
+    })
+    const st = node.status()
+    const g = new GroupState(
+      group,
+      node,
+      options.stateMachine,
+      this.tickCount,
+      st.applied,
+      st.conf,
+      storage.firstIndex() - 1,
+    )
+    this.groupsByName.set(group, g)
+    this.active.add(g)
+    this.touch(g)
+  }
+
+  async removeGroup(group: string, options?: { signal?: AbortSignal }): Promise<void> {
+    options?.signal?.throwIfAborted()
+    const g = this.get(group)
+    g.removed = true
+    this.groupsByName.delete(group)
+    this.active.delete(g)
+    this.dirty.delete(g)
+    this.pending.delete(g)
+    g.leadershipLost('group-removed')
+    // A turn may be persisting this group's writes: drop only after it, so nothing reappears.
+    await this.turnFinished()
+    await this.logStore.drop(group, options)
+  }
+
+  groups(): string[] {
+    return [...this.groupsByName.keys()]
+  }
+
+  status(group: string): Status {
+    return this.get(group).node.status()
+  }
+
+  campaign(group: string): void {
+    const g = this.get(group)
+    this.activate(g)
+    g.node.campaign()
+    this.touch(g)
+  }
+
+  transferLeadership(group: string, to: NodeId): void {
+    const g = this.get(group)
+    this.activate(g)
+    g.node.transferLeadership(to)
+    this.touch(g)
+  }
+
+  peerDown(peer: NodeId): void {
+    this.assertOpen()
+    // Rare (a peer's death), so a scan of every group is fine; ticks never scan quiesced groups.
+    for (const g of this.groupsByName.values()) {
+      if (g.lead !== peer) continue
+      this.activate(g)
+      g.node.wake()
+      this.touch(g)
+    }
+  }
+
+  // ---- requests ----------------------------------------------------------------------------------
+
+  propose(group: string, data: Uint8Array, options?: { signal?: AbortSignal }): Promise<number> {
+    try {
+      options?.signal?.throwIfAborted()
+      if (!(data instanceof Uint8Array))
+        throw new TypeError(`Cannot propose to group '${group}': data is not bytes`)
+      const g = this.get(group)
+      if (g.proposals.size >= this.config.pendingProposalsMax)
+        throw new TooManyPendingError(group, 'pendingProposalsMax', this.config.pendingProposalsMax)
+      const seq = (g.proposalSeq = (g.proposalSeq + 1) >>> 0)
+      this.activate(g)
+      g.node.propose(this.incarnation.wrap(seq, data))
+      this.touch(g)
+      this.pending.add(g)
+      return new Promise<number>((resolve, reject) => {
+        const p: PendingProposal = {
+          seq,
+          index: 0,
+          deadlineTick: this.tickCount + this.config.requestTimeoutTicks,
+          resolve,
+          reject,
+          settled: false,
+        }
+        g.proposals.set(seq, p)
+        if (options?.signal) withAbort(p, options.signal, () => g.proposals.delete(seq))
+      })
+    } catch (e) {
+      return Promise.reject(e)
+    }
+  }
+
+  readIndex(group: string, options?: { signal?: AbortSignal }): Promise<void> {
+    try {
+      options?.signal?.throwIfAborted()
+      const g = this.get(group)
+      if (g.reads.size >= this.config.pendingReadsMax)
+        throw new TooManyPendingError(group, 'pendingReadsMax', this.config.pendingReadsMax)
+      const seq = (g.readSeq = (g.readSeq + 1) >>> 0)
+      this.activate(g)
+      g.node.readIndex(this.incarnation.readContext(seq))
+      this.touch(g)
+      this.pending.add(g)
+      return new Promise<void>((resolve, reject) => {
+        const r: PendingRead = {
+          seq,
+          index: -1,
+          deadlineTick: this.tickCount + this.config.requestTimeoutTicks,
+          resolve,
+          reject,
+          settled: false,
+        }
+        g.reads.set(seq, r)
+        if (options?.signal) withAbort(r, options.signal, () => g.reads.delete(seq))
+      })
+    } catch (e) {
+      return Promise.reject(e)
+    }
+  }
+
+  // ---- time and input ----------------------------------------------------------------------------
+
+  tick(): void {
+    this.assertOpen()
+    this.tickCount++
+    for (const g of this.active) {
+      g.node.tick()
+      g.ticks++
+      this.dirty.add(g)
+    }
+    for (const g of this.pending) {
+      g.expire(this.tickCount)
+      if (!g.hasPending()) this.pending.delete(g)
+    }
+    this.flushDeferred = true
+    this.schedule()
+  }
+
+  /** Transport: steps every message of a frame into its group; the next turn answers. */
+  onFrame(from: NodeId, frame: Frame): void {
+    if (this.closed) return
+    for (const { group, message: m } of frame.messages) {
+      const g = this.groupsByName.get(group)
+      if (!g || m.to !== this.id || m.from !== from) {
+        this.messagesDropped++
+        continue
+      }
+      if (m.type === MessageType.Heartbeat && m.quiesce) this.quiesceCheck.add(g)
+      else if (!deferrable(m)) this.activate(g) // the same rule as the core's: these wake a group
+      try {
+        g.node.step(m)
+      } catch (e) {
+        this.logger.error({ group, from, type: m.type, err: e }, 'dropped a message the group could not step')
+      }
+      this.dirty.add(g)
+    }
+    this.schedule()
+  }
+
+  /** Transport: a frame to `peer` was dropped. Quiesced groups send nothing, so they need not know. */
+  onUnreachable(peer: NodeId): void {
+    if (this.closed) return
+    for (const g of this.active) {
+      g.node.reportUnreachable(peer)
+      this.dirty.add(g)
+    }
+    this.schedule()
+  }
+
+  // ---- turns -------------------------------------------------------------------------------------
+
+  private touch(g: GroupState): void {
+    this.dirty.add(g)
+    this.schedule()
+  }
+
+  private schedule(): void {
+    if (this.scheduled || this.running || this.closed) return
+    this.scheduled = true
+    this.scheduleFn(() => {
+      this.scheduled = false
+      void this.runTurn()
+    })
+  }
+
+  private async runTurn(): Promise<void> {
+    if (this.closed || this.running) return
+    this.running = true
+    try {
+      await this.turn()
+    } catch (e) {
+      this.fail(e instanceof Error ? e : new Error(String(e)))
+    } finally {
+      this.running = false
+      const waiters = this.turnWaiters
+      this.turnWaiters = []
+      for (const w of waiters) w()
+    }
+    if (this.dirty.size > 0 || this.flushDeferred) this.schedule()
+    if (!this.scheduled && !this.running) {
+      const waiters = this.idleWaiters
+      this.idleWaiters = []
+      for (const w of waiters) w()
+    }
+  }
+
+  /** One turn: collect Readys, persist them in one batch, send one frame per peer, apply, advance. */
+  private async turn(): Promise<void> {
+    this.turns++
+    const flushDeferred = this.flushDeferred
+    this.flushDeferred = false
+    const work: Array<[GroupState, Ready]> = []
+    for (const g of this.dirty) {
+      if (!g.removed && g.node.hasReady()) work.push([g, g.node.ready()])
+    }
+    this.dirty.clear()
+    const writes: GroupWrite[] = []
+    for (const [g, rd] of work) {
+      if (rd.entries.length === 0 && !rd.hardState && !rd.snapshot) continue
+      const w: GroupWrite = { group: g.name, entries: rd.entries }
+      if (rd.hardState) w.hardState = rd.hardState
+      if (rd.snapshot) w.snapshot = rd.snapshot
+      writes.push(w)
+    }
+    if (writes.length > 0) {
+      this.persistCalls++
+      await this.logStore.persist(writes)
+    }
+    for (const [g, rd] of work) this.queueMessages(g, rd.messages)
+    this.outbox.flush(flushDeferred)
+    for (const [g, rd] of work) {
+      if (g.removed) continue
+      await this.handleReady(g, rd)
+      g.node.advance(rd)
+      if (g.node.hasReady()) this.dirty.add(g)
+    }
+    for (const g of this.quiesceCheck) {
+      if (!g.removed && g.active && g.node.status().quiesced) this.deactivate(g)
+    }
+    this.quiesceCheck.clear()
+  }
+
+  private queueMessages(g: GroupState, messages: Message[]): void {
+    for (const m of messages) {
+      if (m.type === MessageType.Heartbeat && m.quiesce) this.quiesceCheck.add(g)
+      this.outbox.add(g.name, m)
+    }
+  }
+
+  /** Steps 3 and 4 of the Ready contract for one group: apply, then serve reads. */
+  private async handleReady(g: GroupState, rd: Ready): Promise<void> {
+    if (rd.softState && rd.softState.lead !== g.lead) {
+      // Whatever was in flight went to (or through) the old leader: its fate is unknown here.
+      if (g.hasPending()) g.leadershipLost()
+      g.lead = rd.softState.lead
+    }
+    if (g.proposals.size > 0) this.noteIndexes(g, rd.entries)
+    if (rd.snapshot) {
+      const done = g.stateMachine.applySnapshot(rd.snapshot, g.name)
+      if (done) await done
+      g.applied = rd.snapshot.meta.index
+      g.snapshotIndex = rd.snapshot.meta.index
+      g.conf = cloneConf(rd.snapshot.meta.conf)
+    }
+    if (rd.committedEntries.length > 0) await this.applyCommitted(g, rd.committedEntries)
+    for (const rs of rd.readStates) {
+      const seq = this.incarnation.readSeq(rs.context)
+      if (seq >= 0) g.confirmRead(seq, rs.index)
+    }
+    g.serveReads()
+    if (
+      g.applied - g.snapshotIndex >= this.config.snapshotEveryEntries &&
+      this.config.snapshotEveryEntries > 0
+    )
+      await this.compact(g)
+  }
+
+  private noteIndexes(g: GroupState, entries: Entry[]): void {
+    for (const e of entries) {
+      if (e.type !== EntryType.Normal) continue
+      const seq = this.incarnation.ownSeq(e.data)
+      if (seq >= 0) g.noteIndex(seq, e.index)
+    }
+  }
+
+  private async applyCommitted(g: GroupState, committed: Entry[]): Promise<void> {
+    const payloads: Entry[] = []
+    for (const e of committed) {
+      if (e.type === EntryType.ConfChange) {
+        g.conf = g.node.applyConfChange(decodeConfChange(e.data))
+      } else if (e.data.byteLength > 0) {
+        payloads.push({ term: e.term, index: e.index, type: e.type, data: unwrap(e.data) })
+      }
+    }
+    const last = committed[committed.length - 1]!.index
+    assert(last > g.applied, () => `group '${g.name}': applying ${last} after ${g.applied}`)
+    const done = g.stateMachine.apply(payloads, g.name, last)
+    if (done) await done
+    g.applied = last
+    if (g.proposals.size === 0) return
+    for (const e of committed) {
+      if (e.type !== EntryType.Normal) continue
+      const seq = this.incarnation.ownSeq(e.data)
+      if (seq >= 0) g.resolveProposal(seq, e.index)
+    }
+    g.rejectSuperseded()
+  }
+
+  /** Log compaction: snapshot the state machine at `applied` and let the log store trim the log. */
+  private async compact(g: GroupState): Promise<void> {
+    if (!g.stateMachine.snapshot) return
+    const data = await g.stateMachine.snapshot(g.name)
+    const snap = await this.logStore.snapshot(
+      g.name,
+      g.applied,
+      g.conf,
+      data,
+      this.config.snapshotKeepEntries,
+    )
+    g.snapshotIndex = snap.meta.index
+  }
+
+  // ---- quiescence --------------------------------------------------------------------------------
+
+  /** Returns a quiesced group to the tick set, first lining its heartbeat phase up with the others. */
+  private activate(g: GroupState): void {
+    if (g.active || g.removed) return
+    const every = this.config.raft.heartbeatTicks ?? 1
+    const lag = (((this.tickCount - g.ticks) % every) + every) % every
+    // Ticks on a quiesced RawNode only advance its counter: this restores the common phase.
+    for (let i = 0; i < lag; i++) g.node.tick()
+    g.ticks += lag
+    g.active = true
+    this.active.add(g)
+  }
+
+  private deactivate(g: GroupState): void {
+    g.active = false
+    this.active.delete(g)
+  }
+
+  // ---- lifecycle ---------------------------------------------------------------------------------
+
+  stats(): MultiRaftStats {
+    return {
+      groups: this.groupsByName.size,
+      activeGroups: this.active.size,
+      ticks: this.tickCount,
+      turns: this.turns,
+      persistCalls: this.persistCalls,
+      framesSent: this.outbox.framesSent,
+      messagesSent: this.outbox.messagesSent,
+      messagesDropped: this.messagesDropped,
+      busy: this.running || this.scheduled,
+    }
+  }
+
+  whenIdle(options?: { signal?: AbortSignal }): Promise<void> {
+    const signal = options?.signal
+    signal?.throwIfAborted()
+    if (!this.scheduled && !this.running) return Promise.resolve()
+    return new Promise<void>((resolve, reject) => {
+      const onAbort = () => {
+        this.idleWaiters = this.idleWaiters.filter((w) => w !== done)
+        reject(signal?.reason)
+      }
+      const done = () => {
+        signal?.removeEventListener('abort', onAbort)
+        resolve()
+      }
+      signal?.addEventListener('abort', onAbort, { once: true })
+      this.idleWaiters.push(done)
+    })
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return
+    this.closed = true
+    await this.turnFinished()
+    this.rejectEverything(() => new DriverClosedError())
+    await this.transport.close()
+  }
+
+  private async turnFinished(): Promise<void> {
+    while (this.running) {
+      await new Promise<void>((resolve) => this.turnWaiters.push(resolve))
+    }
+  }
+
+  /** A turn could not be persisted or applied: the Readys cannot be taken back, so stop (like etcd). */
+  private fail(e: Error): void {
+    this.failure = e
+    this.closed = true
+    this.logger.error({ err: e }, 'Raft driver stopped: a turn failed')
+    this.rejectEverything(() => new DriverClosedError(`a turn failed (${e.message})`))
+    void this.transport.close()
+  }
+
+  private rejectEverything(error: () => Error): void {
+    for (const g of this.groupsByName.values()) g.rejectAll(error, error)
+    this.outbox.clear()
+    this.active.clear()
+    this.dirty.clear()
+    this.pending.clear()
+    const waiters = this.idleWaiters
+    this.idleWaiters = []
+    for (const w of waiters) w()
+  }
+
+  private assertOpen(): void {
+    if (this.failure) throw new DriverClosedError(`a turn failed (${this.failure.message})`)
+    if (this.closed) throw new DriverClosedError()
+  }
+
+  private get(group: string): GroupState {
+    this.assertOpen()
+    const g = this.groupsByName.get(group)
+    if (!g) throw new GroupNotFoundError(group)
+    return g
+  }
+}
+
+/** Rejects `request` with the signal's reason on abort; removes the listener once it settles. */
+function withAbort(
+  request: { settled: boolean; resolve(v: never): void; reject(e: Error): void },
+  signal: AbortSignal,
+  forget: () => void,
+): void {
+  const resolve = request.resolve
+  const reject = request.reject
+  const onAbort = () => {
+    if (request.settled) return
+    request.settled = true
+    forget()
+    reject(signal.reason as Error)
+  }
+  signal.addEventListener('abort', onAbort, { once: true })
+  request.resolve = (v: never) => {
+    signal.removeEventListener('abort', onAbort)
+    resolve(v)
+  }
+  request.reject = (e: Error) => {
+    signal.removeEventListener('abort', onAbort)
+    reject(e)
+  }
+}
+
+/** The consensus logger has no `child`: add the group to every record instead. */
+function groupLogger(logger: Logger, group: string): Logger {
+  if (logger === silent) return silent
+  return {
+    debug: (obj, msg) => logger.debug({ group, ...obj }, msg),
+    info: (obj, msg) => logger.info({ group, ...obj }, msg),
+    warn: (obj, msg) => logger.warn({ group, ...obj }, msg),
+    error: (obj, msg) => logger.error({ group, ...obj }, msg),
+  }
+}

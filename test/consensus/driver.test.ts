@@ -1,0 +1,198 @@
+import { Packr } from 'msgpackr'
+import { afterEach, describe, expect, it, onTestFailed } from 'vitest'
+import {
+  type Frame,
+  GroupNotFoundError,
+  ProposalDroppedError,
+  ProposalOutcomeUnknownError,
+  Role,
+} from '../../consensus/index.js'
+import { TestCluster } from './driver-harness.js'
+import { seededRandom } from './harness.js'
+
+const SEED = Number(process.env.SEED ?? 20_261_123)
+const enc = new TextEncoder()
+const bytes = (s: string) => enc.encode(s)
+const packr = new Packr({ useRecords: false })
+const msgpack = {
+  encode: (frame: Frame) => packr.pack(frame),
+  decode: (b: Uint8Array) => packr.unpack(b) as Frame,
+}
+
+let cluster: TestCluster | undefined
+afterEach(async () => {
+  await cluster?.close()
+  cluster = undefined
+})
+
+function start(groups: number, config = {}, seed = SEED, codec?: typeof msgpack) {
+  onTestFailed(() => console.error(`driver test failed with SEED=${seed}`))
+  cluster = new TestCluster(['a', 'b', 'c'], seed, config, codec)
+  return { c: cluster, names: cluster.createGroups(groups) }
+}
+
+describe('MultiRaft driver', () => {
+  it('elects a leader in every group and applies proposals on every replica in the same order', async () => {
+    const { c, names } = start(120, {}, SEED, msgpack)
+    await c.tickUntil(() => names.every((g) => c.agreedLeader(g)), 200, 'every group has a leader')
+    const pick = seededRandom(SEED)
+    const proposals: Promise<number>[] = []
+    for (const g of names) {
+      for (let i = 0; i < 4; i++) {
+        // From any member: followers forward to the leader and still learn the outcome.
+        const m = c.members[pick(3)]!
+        proposals.push(m.driver.propose(g, bytes(`${g}:${m.id}:${i}`)))
+      }
+    }
+    const done = Promise.all(proposals)
+    await c.tickUntil(
+      () => c.members.every((m) => names.every((g) => m.sm.payloads(g).length === 4)),
+      50,
+      'applied',
+    )
+    const indexes = await done
+    expect(new Set(indexes.map((x, i) => `${names[Math.floor(i / 4)]}@${x}`)).size).toBe(indexes.length)
+    for (const g of names) {
+      const order = c.members[0]!.sm.payloads(g)
+      expect(order).toHaveLength(4)
+      for (const m of c.members) expect(m.sm.payloads(g)).toEqual(order)
+    }
+    const leaders = new Set(names.map((g) => c.agreedLeader(g)))
+    expect(leaders.size).toBeGreaterThan(1) // randomised timeouts spread leadership over the nodes
+  })
+
+  it('persists all groups of a turn in one batch and sends one frame per peer per turn', async () => {
+    const { c, names } = start(100)
+    const a = c.member('a')
+    for (const g of names) a.driver.campaign(g)
+    await c.tickUntil(() => names.every((g) => c.agreedLeader(g) === 'a'), 50, 'a leads every group')
+    const sends: string[] = []
+    c.hub.onSend = (from, to) => sends.push(`${from}>${to}@${c.member(from).driver.stats().turns}`)
+    const before = a.store.batches.length
+    const all = Promise.all(names.map((g) => a.driver.propose(g, bytes(`x-${g}`))))
+    await c.settle()
+    await all
+    // The first persist after the proposals holds every group's new entry: one group commit.
+    expect(a.store.batches[before]).toHaveLength(names.length)
+    for (const m of c.members)
+      expect(m.driver.stats().persistCalls).toBeLessThanOrEqual(m.driver.stats().turns)
+    expect(sends.length).toBeGreaterThan(0)
+    expect(new Set(sends).size).toBe(sends.length)
+  })
+
+  it('splits a turn into several frames when it exceeds frameBytesMax', async () => {
+    const { c, names } = start(10, { frameBytesMax: 600 })
+    for (const g of names) c.member('a').driver.campaign(g)
+    await c.tickUntil(() => names.every((g) => c.agreedLeader(g) === 'a'), 50, 'a leads')
+    const sizes: number[] = []
+    c.hub.onSend = (_from, _to, frame) => sizes.push(frame.messages.length)
+    await Promise.all(names.map((g) => c.member('a').driver.propose(g, new Uint8Array(200))))
+    expect(Math.max(...sizes)).toBeLessThan(names.length)
+    await c.tickUntil(() => names.every((g) => c.member('c').sm.payloads(g).length === 1), 10, 'c applied')
+  })
+
+  it('quiesces idle groups, after which no frames flow', async () => {
+    const { c, names } = start(100, { raft: { quiesceAfterTicks: 3 } })
+    await c.tickUntil(() => names.every((g) => c.agreedLeader(g)), 200, 'leaders')
+    await c.tickUntil(() => c.members.every((m) => m.driver.stats().activeGroups === 0), 50, 'all quiesced')
+    await c.tickAll() // the last deferred heartbeat answers leave on the next tick
+    const frames = c.hub.framesSent
+    for (let i = 0; i < 20; i++) await c.tickAll()
+    expect(c.hub.framesSent).toBe(frames)
+    for (const g of names) expect(c.agreedLeader(g)).toBeDefined()
+  })
+
+  it('wakes a quiesced group on a proposal and leaves the others quiesced', async () => {
+    const { c, names } = start(50, { raft: { quiesceAfterTicks: 3 } })
+    await c.tickUntil(() => names.every((g) => c.agreedLeader(g)), 200, 'leaders')
+    await c.tickUntil(() => c.members.every((m) => m.driver.stats().activeGroups === 0), 50, 'all quiesced')
+    const follower = c.members.find((m) => m.id !== c.agreedLeader('g7'))!
+    const p = follower.driver.propose('g7', bytes('wake'))
+    await c.tickUntil(() => c.members.every((m) => m.sm.payloads('g7').length === 1), 20, 'applied')
+    expect(await p).toBeGreaterThan(0)
+    for (const m of c.members) expect(m.driver.stats().activeGroups).toBeLessThanOrEqual(1)
+    await c.tickUntil(() => c.members.every((m) => m.driver.stats().activeGroups === 0), 50, 'quiet again')
+  })
+
+  it('wakes followers on peerDown so that they elect a new leader', async () => {
+    const { c, names } = start(100, { raft: { quiesceAfterTicks: 3 } })
+    const a = c.member('a')
+    for (const g of names) a.driver.campaign(g)
+    await c.tickUntil(() => names.every((g) => c.agreedLeader(g) === 'a'), 50, 'a leads')
+    await c.tickUntil(() => c.members.every((m) => m.driver.stats().activeGroups === 0), 50, 'quiesced')
+    c.hub.isolate('a', c.ids)
+    const rest = [c.member('b'), c.member('c')]
+    for (const m of rest) m.driver.peerDown('a')
+    await c.tickUntil(
+      () => names.every((g) => ['b', 'c'].includes(c.agreedLeader(g, rest) ?? '')),
+      100,
+      'b or c leads every group',
+    )
+    const g = names[0]!
+    const lead = c.member(c.agreedLeader(g, rest)!)
+    await expect(lead.driver.propose(g, bytes('after'))).resolves.toBeGreaterThan(0)
+  })
+
+  it('rejects pending proposals with ProposalOutcomeUnknownError when leadership is lost', async () => {
+    const { c } = start(3)
+    const a = c.member('a')
+    a.driver.campaign('g1')
+    await c.tickUntil(() => c.agreedLeader('g1') === 'a', 50, 'a leads')
+    c.hub.isolate('a', c.ids)
+    const lost = a.driver.propose('g1', bytes('lost'))
+    const outcome = lost.then(
+      () => 'resolved',
+      (e: unknown) => e,
+    )
+    await c.tickUntil(() => a.driver.status('g1').role !== Role.Leader, 100, 'a steps down (CheckQuorum)')
+    const err = await outcome
+    expect(err).toBeInstanceOf(ProposalOutcomeUnknownError)
+    expect((err as ProposalOutcomeUnknownError).code).toBe('ACTORMESH_PROPOSAL_OUTCOME_UNKNOWN')
+    expect((err as ProposalOutcomeUnknownError).retryable).toBe(true)
+    expect((err as Error).message).toContain('outcome is unknown')
+  })
+
+  it('throws ProposalDroppedError when the group has no leader yet', async () => {
+    const { c } = start(1)
+    await expect(c.member('b').driver.propose('g0', bytes('x'))).rejects.toBeInstanceOf(ProposalDroppedError)
+  })
+
+  it('serves linearizable reads on the leader and on followers', async () => {
+    const { c } = start(2)
+    c.member('a').driver.campaign('g0')
+    await c.tickUntil(() => c.agreedLeader('g0') === 'a', 50, 'a leads')
+    await c.member('a').driver.propose('g0', bytes('v1'))
+    for (const m of c.members) {
+      const read = m.driver.readIndex('g0')
+      await c.settle()
+      await read
+      expect(m.sm.payloads('g0')).toEqual(['v1'])
+    }
+  })
+
+  it('compacts the log through state machine snapshots and catches a lagging follower up with one', async () => {
+    const { c } = start(1, { snapshotEveryEntries: 20, snapshotKeepEntries: 5 })
+    const a = c.member('a')
+    a.driver.campaign('g0')
+    await c.tickUntil(() => c.agreedLeader('g0') === 'a', 50, 'a leads')
+    c.hub.cutLink('a', 'c')
+    c.hub.cutLink('b', 'c')
+    for (let i = 0; i < 60; i++) await a.driver.propose('g0', bytes(`e${i}`))
+    expect(a.store.stores.get('g0')!.firstIndex()).toBeGreaterThan(30)
+    expect(c.member('c').sm.payloads('g0')).toHaveLength(0)
+    c.hub.heal()
+    const expected = a.sm.payloads('g0')
+    await c.tickUntil(() => c.members.every((m) => m.sm.payloads('g0').length === 60), 50, 'all applied')
+    for (const m of c.members) expect(m.sm.payloads('g0')).toEqual(expected)
+    expect(c.member('c').sm.snapshotsApplied).toBe(1)
+  })
+
+  it('rejects requests for a removed group and drops its state', async () => {
+    const { c } = start(2)
+    const b = c.member('b')
+    await b.driver.removeGroup('g1')
+    expect(b.store.stores.has('g1')).toBe(false)
+    await expect(b.driver.propose('g1', bytes('x'))).rejects.toBeInstanceOf(GroupNotFoundError)
+    expect(b.driver.groups()).toEqual(['g0'])
+  })
+})
