@@ -13,6 +13,10 @@ const VERSION = 1
 /** Bytes the envelope adds before the payload. */
 export const ENVELOPE_BYTES = 13
 const TAG_BYTES = 12
+/** Slab that small envelopes share; a slab stays alive while any entry in it does. */
+const SLAB_BYTES = 64 * 1024
+/** Envelopes larger than this get their own buffer. */
+const SLAB_ITEM_BYTES_MAX = 1024
 
 /** A driver's incarnation: random, so that tags from before a restart never match new requests. */
 export class Incarnation {
@@ -43,9 +47,25 @@ export class Incarnation {
     return lo === this.lo
   }
 
-  /** Wraps `payload` for `propose`. */
+  private slab = new Uint8Array(0)
+  private slabUsed = 0
+
+  /**
+   * Wraps `payload` for `propose`. Small envelopes are carved out of a shared slab: allocating a
+   * fresh ArrayBuffer per proposal was the driver's hottest line in the throughput benchmark.
+   */
   wrap(seq: number, payload: Uint8Array): Uint8Array {
-    const out = new Uint8Array(ENVELOPE_BYTES + payload.byteLength)
+    const size = ENVELOPE_BYTES + payload.byteLength
+    let out: Uint8Array
+    if (size > SLAB_ITEM_BYTES_MAX) out = new Uint8Array(size)
+    else {
+      if (this.slabUsed + size > this.slab.byteLength) {
+        this.slab = new Uint8Array(SLAB_BYTES)
+        this.slabUsed = 0
+      }
+      out = new Uint8Array(this.slab.buffer, this.slabUsed, size)
+      this.slabUsed += size
+    }
     out[0] = VERSION
     out.set(this.bytes, 1)
     writeSeq(out, 9, seq)
@@ -77,7 +97,7 @@ export class Incarnation {
 /** The payload of an enveloped entry (a view, no copy); data without an envelope is returned as is. */
 export function unwrap(data: Uint8Array): Uint8Array {
   if (data.byteLength < ENVELOPE_BYTES || data[0] !== VERSION) return data
-  return data.subarray(ENVELOPE_BYTES)
+  return new Uint8Array(data.buffer, data.byteOffset + ENVELOPE_BYTES, data.byteLength - ENVELOPE_BYTES)
 }
 
 function writeSeq(out: Uint8Array, at: number, seq: number): void {

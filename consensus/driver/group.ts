@@ -64,6 +64,8 @@ export class GroupState {
   /** Proposals whose index is known, in index order within a term. */
   private indexed: PendingProposal[] = []
   private indexedHead = 0
+  /** Proposals made since the last turn, handed to Raft together at its start (see `Driver.submit`). */
+  buffered: Array<{ seq: number; data: Uint8Array }> = []
   readonly reads = new Map<number, PendingRead>()
   /** Reads with a read state, waiting for `applied` to reach it. */
   confirmedReads: PendingRead[] = []
@@ -115,6 +117,15 @@ export class GroupState {
       this.indexed = q.slice(this.indexedHead)
       this.indexedHead = 0
     }
+  }
+
+  /** Raft refused a buffered proposal: nothing was written. */
+  failProposal(seq: number, error: Error): void {
+    const p = this.proposals.get(seq)
+    if (!p || p.settled) return
+    p.settled = true
+    this.proposals.delete(seq)
+    p.reject(error)
   }
 
   rejectProposal(p: PendingProposal, reason: OutcomeUnknownReason): void {
@@ -186,6 +197,7 @@ export class GroupState {
       p.reject(proposalError())
     }
     this.proposals.clear()
+    this.buffered = []
     for (const r of this.reads.values()) {
       r.settled = true
       r.reject(readError())

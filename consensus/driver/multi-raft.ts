@@ -23,6 +23,7 @@ import {
   type LogStore,
   type Message,
   MessageType,
+  NONE,
   type NodeId,
   type RandomInt,
   type Ready,
@@ -126,6 +127,8 @@ class Driver implements MultiRaft, TransportHandler {
   private readonly dirty = new Set<GroupState>()
   /** Groups that may just have quiesced (checked at the end of a turn). */
   private readonly quiesceCheck = new Set<GroupState>()
+  /** Groups with buffered proposals. */
+  private readonly proposing = new Set<GroupState>()
   /** Groups with requests that can time out. */
   private readonly pending = new Set<GroupState>()
   private tickCount = 0
@@ -246,8 +249,9 @@ class Driver implements MultiRaft, TransportHandler {
       if (g.proposals.size >= this.config.pendingProposalsMax)
         throw new TooManyPendingError(group, 'pendingProposalsMax', this.config.pendingProposalsMax)
       const seq = (g.proposalSeq = (g.proposalSeq + 1) >>> 0)
-      this.activate(g)
-      g.node.propose(this.incarnation.wrap(seq, data))
+      // Buffered until the turn: Raft then appends (and replicates) the whole batch at once.
+      if (g.buffered.length === 0) this.proposing.add(g)
+      g.buffered.push({ seq, data: this.incarnation.wrap(seq, data) })
       this.touch(g)
       this.pending.add(g)
       return new Promise<number>((resolve, reject) => {
@@ -386,6 +390,8 @@ class Driver implements MultiRaft, TransportHandler {
     this.turns++
     const flushDeferred = this.flushDeferred
     this.flushDeferred = false
+    for (const g of this.proposing) this.submit(g)
+    this.proposing.clear()
     const work: Array<[GroupState, Ready]> = []
     for (const g of this.dirty) {
       if (!g.removed && g.node.hasReady()) work.push([g, g.node.ready()])
@@ -415,6 +421,31 @@ class Driver implements MultiRaft, TransportHandler {
       if (!g.removed && g.active && g.node.status().quiesced) this.deactivate(g)
     }
     this.quiesceCheck.clear()
+  }
+
+  /**
+   * Hands a group's buffered proposals to Raft as one Prop, so the leader appends them in one go and
+   * sends one append per follower instead of one per proposal. RawNode has no batch `propose`: the
+   * first goes through `propose` (which reports a refusal as ProposalDroppedError); the rest follow
+   * in one Prop through `step`, which cannot fail differently in the same synchronous moment except
+   * at the uncommitted-bytes bound, where they time out as outcome unknown instead.
+   */
+  private submit(g: GroupState): void {
+    const batch = g.buffered
+    g.buffered = []
+    if (g.removed || batch.length === 0) return
+    this.activate(g)
+    try {
+      g.node.propose(batch[0]!.data)
+    } catch (e) {
+      for (const b of batch) g.failProposal(b.seq, e as Error)
+      return
+    }
+    if (batch.length === 1) return
+    const entries: Entry[] = []
+    for (let i = 1; i < batch.length; i++)
+      entries.push({ term: 0, index: 0, type: EntryType.Normal, data: batch[i]!.data })
+    g.node.step(propMessage(this.id, entries))
   }
 
   private queueMessages(g: GroupState, messages: Message[]): void {
@@ -594,6 +625,22 @@ class Driver implements MultiRaft, TransportHandler {
     const g = this.groupsByName.get(group)
     if (!g) throw new GroupNotFoundError(group)
     return g
+  }
+}
+
+/** A local Prop carrying several entries (what `RawNode.propose` builds for one). */
+function propMessage(from: NodeId, entries: Entry[]): Message {
+  return {
+    type: MessageType.Prop,
+    to: NONE,
+    from,
+    term: 0,
+    logTerm: 0,
+    index: 0,
+    entries,
+    commit: 0,
+    reject: false,
+    rejectHint: 0,
   }
 }
 
