@@ -48,11 +48,13 @@ async function throughput(groups: number, inflight: number, durationMs: number, 
   const sms = drivers.map(() => new CountingStateMachine())
   const names = Array.from({ length: groups }, (_, i) => `ns${i}`)
   for (const name of names) {
-    drivers.forEach((d, i) =>
-      d.createGroup(name, { bootstrap: { voters: IDS, learners: [] }, stateMachine: sms[i]! }),
-    )
+    drivers.forEach((d, i) => {
+      d.createGroup(name, { bootstrap: { voters: IDS, learners: [] }, stateMachine: sms[i]! })
+    })
   }
-  names.forEach((name, i) => drivers[i % 3]!.campaign(name))
+  names.forEach((name, i) => {
+    drivers[i % 3]!.campaign(name)
+  })
   await settle(hub, drivers)
   const payload = new Uint8Array(128).fill(7)
   let done = 0
@@ -95,7 +97,9 @@ async function idleFrames(groups: number, quiesce: boolean, log: (l: string) => 
   const config: MultiRaftConfig = { raft: { quiesceAfterTicks: quiesce ? 3 : 0 } }
   const c = new TestCluster(IDS, SEED, config)
   const names = c.createGroups(groups)
-  names.forEach((name, i) => c.members[i % 3]!.driver.campaign(name))
+  names.forEach((name, i) => {
+    c.members[i % 3]!.driver.campaign(name)
+  })
   await c.settle()
   await c.tickUntil(() => names.every((g) => c.agreedLeader(g)), 100, 'leaders')
   if (quiesce)
