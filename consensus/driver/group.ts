@@ -30,6 +30,8 @@ export interface PendingProposal {
   seq: number
   /** Log index once this node has seen the entry appended; 0 before. */
   index: number
+  /** The turn that handed it to Raft; 0 while it is still buffered in the driver. */
+  submitTurn: number
   deadlineTick: number
   resolve(index: number): void
   reject(error: Error): void
@@ -135,9 +137,16 @@ export class GroupState {
     p.reject(new ProposalOutcomeUnknownError(this.name, reason))
   }
 
-  /** The leader changed: nothing in flight can be tracked to an outcome any more. */
-  leadershipLost(reason: OutcomeUnknownReason = 'leadership-lost'): void {
-    for (const p of this.proposals.values()) this.rejectProposal(p, reason)
+  /**
+   * The leader changed: what went to (or through) the old one cannot be tracked to an outcome.
+   * Proposals handed to Raft in `turn` itself are kept: they were submitted after every change
+   * this turn's Ready reports, so they went to the new leader. Buffered ones were not sent yet.
+   */
+  leadershipLost(turn: number, reason: OutcomeUnknownReason = 'leadership-lost'): void {
+    for (const p of this.proposals.values()) {
+      if (reason === 'group-removed' || (p.submitTurn !== 0 && p.submitTurn < turn))
+        this.rejectProposal(p, reason)
+    }
     this.indexed = []
     this.indexedHead = 0
     // Reads already confirmed stay valid: their index was a committed read point (§6.4).

@@ -199,7 +199,7 @@ class Driver implements MultiRaft, TransportHandler {
     this.active.delete(g)
     this.dirty.delete(g)
     this.pending.delete(g)
-    g.leadershipLost('group-removed')
+    g.leadershipLost(this.turns, 'group-removed')
     // A turn may be persisting this group's writes: drop only after it, so nothing reappears.
     await this.turnFinished()
     await this.logStore.drop(group, options)
@@ -258,6 +258,7 @@ class Driver implements MultiRaft, TransportHandler {
         const p: PendingProposal = {
           seq,
           index: 0,
+          submitTurn: 0,
           deadlineTick: this.tickCount + this.config.requestTimeoutTicks,
           resolve,
           reject,
@@ -435,6 +436,10 @@ class Driver implements MultiRaft, TransportHandler {
     g.buffered = []
     if (g.removed || batch.length === 0) return
     this.activate(g)
+    for (const b of batch) {
+      const p = g.proposals.get(b.seq)
+      if (p) p.submitTurn = this.turns
+    }
     try {
       g.node.propose(batch[0]!.data)
     } catch (e) {
@@ -459,7 +464,7 @@ class Driver implements MultiRaft, TransportHandler {
   private async handleReady(g: GroupState, rd: Ready): Promise<void> {
     if (rd.softState && rd.softState.lead !== g.lead) {
       // Whatever was in flight went to (or through) the old leader: its fate is unknown here.
-      if (g.hasPending()) g.leadershipLost()
+      if (g.hasPending()) g.leadershipLost(this.turns)
       g.lead = rd.softState.lead
     }
     if (g.proposals.size > 0) this.noteIndexes(g, rd.entries)
