@@ -123,4 +123,12 @@ describe('MultiRaft driver requests', () => {
     expect(before).toBe(0) // b had not learned the commit when the read began
     expect(b.sm.payloads('g0')).toEqual(['w1'])
   })
+
+  it('hands leadership to another node on transferLeadership', async () => {
+    const { c } = await ledByA(3)
+    c.member('a').driver.transferLeadership('g2', 'c')
+    await c.tickUntil(() => c.agreedLeader('g2') === 'c', 30, 'c leads g2')
+    expect(c.agreedLeader('g0')).toBe('a')
+    await expect(c.member('c').driver.propose('g2', bytes('on c'))).resolves.toBeGreaterThan(0)
+  })
 })
