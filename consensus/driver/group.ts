@@ -40,7 +40,12 @@ export interface PendingProposal {
 
 /** A read waiting for its read state, then for the applied index to reach it. */
 export interface PendingRead {
+  /** Key in `GroupState.reads`. */
   seq: number
+  /** The ReadIndex request (batch) it joined; 0 while buffered in the driver. */
+  batch: number
+  /** The turn that issued its ReadIndex request; 0 while buffered. */
+  submitTurn: number
   /** The read state's index once it arrived; -1 before. */
   index: number
   deadlineTick: number
@@ -61,7 +66,12 @@ export class GroupState {
   snapshotIndex: number
   removed = false
   proposalSeq = 0
+  /** Sequence of reads (keys of `reads`). */
   readSeq = 0
+  /** Sequence of ReadIndex requests: one per turn serves every read buffered before it. */
+  readBatchSeq = 0
+  bufferedReads: PendingRead[] = []
+  readonly readBatches = new Map<number, PendingRead[]>()
   readonly proposals = new Map<number, PendingProposal>()
   /** Proposals whose index is known, in index order within a term. */
   private indexed: PendingProposal[] = []
@@ -151,16 +161,42 @@ export class GroupState {
     this.indexedHead = 0
     // Reads already confirmed stay valid: their index was a committed read point (§6.4).
     for (const r of this.reads.values()) {
-      if (r.index < 0) this.rejectRead(r, reason === 'group-removed' ? 'group-removed' : 'leadership-lost')
+      if (reason === 'group-removed') this.rejectRead(r, 'group-removed')
+      else if (r.index < 0 && r.submitTurn !== 0 && r.submitTurn < turn) this.rejectRead(r, 'leadership-lost')
+    }
+    this.pruneReadBatches()
+  }
+
+  /**
+   * A read state arrived for ReadIndex request `batch`. Every read in it was invoked before the
+   * request was issued, so the read point is valid for all of them (linearizable, §6.4).
+   */
+  confirmReads(batch: number, index: number): void {
+    const reads = this.readBatches.get(batch)
+    if (!reads) return
+    this.readBatches.delete(batch)
+    for (const r of reads) {
+      if (r.settled || r.index >= 0) continue
+      r.index = index
+      this.confirmedReads.push(r)
     }
   }
 
-  /** A read state arrived for read `seq`. */
-  confirmRead(seq: number, index: number): void {
-    const r = this.reads.get(seq)
-    if (!r || r.index >= 0) return
-    r.index = index
-    this.confirmedReads.push(r)
+  /** Raft refused a ReadIndex request: nothing was asked. */
+  failReads(reads: PendingRead[], error: Error): void {
+    for (const r of reads) {
+      if (r.settled) continue
+      r.settled = true
+      this.reads.delete(r.seq)
+      r.reject(error)
+    }
+  }
+
+  /** Forgets ReadIndex requests whose reads all settled (timed out or aborted): bounded memory. */
+  private pruneReadBatches(): void {
+    for (const [batch, reads] of this.readBatches) {
+      if (reads.every((r) => r.settled)) this.readBatches.delete(batch)
+    }
   }
 
   /** Serves every confirmed read whose index the state machine has reached. */
@@ -193,10 +229,13 @@ export class GroupState {
       if (p.deadlineTick > now) break
       this.rejectProposal(p, 'timeout')
     }
+    let expired = false
     for (const r of this.reads.values()) {
       if (r.deadlineTick > now) break
       this.rejectRead(r, 'timeout')
+      expired = true
     }
+    if (expired) this.pruneReadBatches()
   }
 
   /** Rejects everything (the group is removed or the driver closes). */
@@ -212,6 +251,8 @@ export class GroupState {
       r.reject(readError())
     }
     this.reads.clear()
+    this.bufferedReads = []
+    this.readBatches.clear()
     this.confirmedReads = []
     this.indexed = []
     this.indexedHead = 0

@@ -1,4 +1,6 @@
 /** The multi-Raft driver's face inside consensus/; consensus/index.ts re-exports it. */
+
+export type { CreateGroupOptions, MultiRaft, MultiRaftOptions, MultiRaftStats } from './api.js'
 export type { GroupRaftOptions, MultiRaftConfig } from './config.js'
 export {
   DriverClosedError,
@@ -11,10 +13,4 @@ export {
 } from './errors.js'
 export type { StateMachine } from './group.js'
 export { type FrameCodec, MemoryHub, type MemoryHubOptions } from './memory-transport.js'
-export {
-  type CreateGroupOptions,
-  createMultiRaft,
-  type MultiRaft,
-  type MultiRaftOptions,
-  type MultiRaftStats,
-} from './multi-raft.js'
+export { createMultiRaft } from './multi-raft.js'

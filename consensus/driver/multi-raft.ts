@@ -1,21 +1,6 @@
-/**
- * The multi-Raft driver: hosts thousands of Raft groups on one node. It owns the I/O the pure core
- * leaves out, and amortises it across groups (DESIGN.md, "Consensus: multi-Raft"):
- *  - one shared tick for every active group; quiesced groups are not visited at all;
- *  - one turn at a time collects every group's Ready, persists all of them in ONE
- *    `logStore.persist` call (group commit), sends ONE frame per peer, applies, advances;
- *  - heartbeats line up (every RawNode starts with the driver's tick count as its phase) and plain
- *    heartbeat answers wait for the next frame, so an idle cluster costs one frame per directed
- *    peer pair per heartbeat interval.
- * The driver has no timers: its owner calls `tick()`, and turns are scheduled with `setImmediate`
- * (injectable) so that a burst of input shares one turn.
- */
-import { assert } from '../assert.js'
-import { cloneConf } from '../memory-storage.js'
-import { decodeConfChange, RawNode } from '../raft.js'
+import { RawNode } from '../raft.js'
 import type { Frame, Transport, TransportHandler } from '../transport.js'
 import {
-  type ConfState,
   type Entry,
   EntryType,
   type GroupWrite,
@@ -23,92 +8,24 @@ import {
   type LogStore,
   type Message,
   MessageType,
-  NONE,
   type NodeId,
   type RandomInt,
   type Ready,
   type Status,
 } from '../types.js'
-import { type MultiRaftConfig, type ResolvedConfig, resolveConfig } from './config.js'
-import { Incarnation, unwrap } from './envelope.js'
+import type { CreateGroupOptions, MultiRaft, MultiRaftOptions, MultiRaftStats } from './api.js'
+import { applyReady } from './apply.js'
+import { type ResolvedConfig, resolveConfig } from './config.js'
+import { Incarnation } from './envelope.js'
 import { DriverClosedError, GroupConflictError, GroupNotFoundError, TooManyPendingError } from './errors.js'
-import { GroupState, type PendingProposal, type PendingRead, type StateMachine } from './group.js'
+import { GroupState, type PendingProposal, type PendingRead } from './group.js'
+import { groupLogger, propMessage, silentLogger, withAbort } from './helpers.js'
 import { deferrable, Outbox } from './outbox.js'
-
-/** What `createMultiRaft` needs: everything is passed in (STYLE.md §2). */
-export interface MultiRaftOptions {
-  id: NodeId
-  transport: Transport
-  logStore: LogStore
-  /** Seeded randomness for election timeouts and the driver's incarnation. */
-  random: RandomInt
-  logger?: Logger
-  config?: MultiRaftConfig
-  /** Runs a turn soon; default `setImmediate`, so input arriving meanwhile joins the same turn. */
-  schedule?: (run: () => void) => void
-}
-
-/** How to start hosting a group. */
-export interface CreateGroupOptions {
-  /** Membership of a brand-new group (ignored when the log store already has the group's state). */
-  bootstrap?: ConfState
-  /** Index the state machine durably applied before a restart. */
-  applied?: number
-  stateMachine: StateMachine
-}
-
-/** Counters for tests, benchmarks and metrics. */
-export interface MultiRaftStats {
-  groups: number
-  activeGroups: number
-  ticks: number
-  turns: number
-  persistCalls: number
-  framesSent: number
-  messagesSent: number
-  /** Messages received for a group this node does not host, or addressed to another node. */
-  messagesDropped: number
-  /** A turn is running or due. */
-  busy: boolean
-}
-
-/** A node's Raft groups behind one tick, one log store batch and one frame per peer per turn. */
-export interface MultiRaft {
-  readonly id: NodeId
-  /** One heartbeat interval of logical time for every active group. */
-  tick(): void
-  createGroup(group: string, options: CreateGroupOptions): void
-  /** Stops hosting `group` and deletes its Raft state (the node left the group). */
-  removeGroup(group: string, options?: { signal?: AbortSignal }): Promise<void>
-  /**
-   * Proposes `data`; resolves with the entry's index once it is committed and applied here.
-   * Rejects with `ProposalDroppedError` (nothing written, retry is safe), `TooManyPendingError`, or
-   * `ProposalOutcomeUnknownError` (it may still commit). An abort rejects the promise only: the
-   * proposal itself cannot be withdrawn.
-   */
-  propose(group: string, data: Uint8Array, options?: { signal?: AbortSignal }): Promise<number>
-  /** Resolves when a linearizable read of `group` may be served from this node's state machine. */
-  readIndex(group: string, options?: { signal?: AbortSignal }): Promise<void>
-  /** Starts an election for `group` on this node now. */
-  campaign(group: string): void
-  transferLeadership(group: string, to: NodeId): void
-  status(group: string): Status
-  groups(): string[]
-  /** Membership declared `peer` dead: wake every group it leads, so their followers elect anew. */
-  peerDown(peer: NodeId): void
-  stats(): MultiRaftStats
-  /** Resolves when no turn is running or due (tests and benchmarks wait on it). */
-  whenIdle(options?: { signal?: AbortSignal }): Promise<void>
-  /** Rejects everything pending, closes the transport; the log store stays open (its owner closes it). */
-  close(): Promise<void>
-}
 
 /** Creates a driver and starts listening on its transport. */
 export function createMultiRaft(options: MultiRaftOptions): MultiRaft {
   return new Driver(options)
 }
-
-const silent: Logger = { debug() {}, info() {}, warn() {}, error() {} }
 
 class Driver implements MultiRaft, TransportHandler {
   readonly id: NodeId
@@ -119,6 +36,7 @@ class Driver implements MultiRaft, TransportHandler {
   private readonly logger: Logger
   private readonly scheduleFn: (run: () => void) => void
   private readonly incarnation: Incarnation
+  private readonly heartbeatTicks: number
   private readonly outbox: Outbox
   private readonly groupsByName = new Map<string, GroupState>()
   /** Groups that tick: everything not quiesced. */
@@ -127,8 +45,8 @@ class Driver implements MultiRaft, TransportHandler {
   private readonly dirty = new Set<GroupState>()
   /** Groups that may just have quiesced (checked at the end of a turn). */
   private readonly quiesceCheck = new Set<GroupState>()
-  /** Groups with buffered proposals. */
-  private readonly proposing = new Set<GroupState>()
+  /** Groups with buffered proposals or reads. */
+  private readonly submitting = new Set<GroupState>()
   /** Groups with requests that can time out. */
   private readonly pending = new Set<GroupState>()
   private tickCount = 0
@@ -150,9 +68,10 @@ class Driver implements MultiRaft, TransportHandler {
     this.transport = options.transport
     this.logStore = options.logStore
     this.random = options.random
-    this.logger = options.logger ?? silent
+    this.logger = options.logger ?? silentLogger
     this.scheduleFn = options.schedule ?? ((run) => setImmediate(run))
     this.incarnation = new Incarnation(this.random)
+    this.heartbeatTicks = this.config.raft.heartbeatTicks ?? 1
     this.outbox = new Outbox(this.transport, this.config.frameBytesMax, this.config.deferredMessagesMax)
     this.transport.listen(this)
   }
@@ -250,7 +169,7 @@ class Driver implements MultiRaft, TransportHandler {
         throw new TooManyPendingError(group, 'pendingProposalsMax', this.config.pendingProposalsMax)
       const seq = (g.proposalSeq = (g.proposalSeq + 1) >>> 0)
       // Buffered until the turn: Raft then appends (and replicates) the whole batch at once.
-      if (g.buffered.length === 0) this.proposing.add(g)
+      this.submitting.add(g)
       g.buffered.push({ seq, data: this.incarnation.wrap(seq, data) })
       this.touch(g)
       this.pending.add(g)
@@ -279,13 +198,14 @@ class Driver implements MultiRaft, TransportHandler {
       if (g.reads.size >= this.config.pendingReadsMax)
         throw new TooManyPendingError(group, 'pendingReadsMax', this.config.pendingReadsMax)
       const seq = (g.readSeq = (g.readSeq + 1) >>> 0)
-      this.activate(g)
-      g.node.readIndex(this.incarnation.readContext(seq))
+      this.submitting.add(g)
       this.touch(g)
       this.pending.add(g)
       return new Promise<void>((resolve, reject) => {
         const r: PendingRead = {
           seq,
+          batch: 0,
+          submitTurn: 0,
           index: -1,
           deadlineTick: this.tickCount + this.config.requestTimeoutTicks,
           resolve,
@@ -293,6 +213,8 @@ class Driver implements MultiRaft, TransportHandler {
           settled: false,
         }
         g.reads.set(seq, r)
+        // Buffered: one ReadIndex per group per turn serves every read invoked before it.
+        g.bufferedReads.push(r)
         if (options?.signal) withAbort(r, options.signal, () => g.reads.delete(seq))
       })
     } catch (e) {
@@ -314,7 +236,8 @@ class Driver implements MultiRaft, TransportHandler {
       g.expire(this.tickCount)
       if (!g.hasPending()) this.pending.delete(g)
     }
-    this.flushDeferred = true
+    // Held heartbeat answers ride with the next heartbeat frame: one frame per pair per interval.
+    if (this.tickCount % this.heartbeatTicks === 0) this.flushDeferred = true
     this.schedule()
   }
 
@@ -391,8 +314,11 @@ class Driver implements MultiRaft, TransportHandler {
     this.turns++
     const flushDeferred = this.flushDeferred
     this.flushDeferred = false
-    for (const g of this.proposing) this.submit(g)
-    this.proposing.clear()
+    for (const g of this.submitting) {
+      this.submitProposals(g)
+      this.submitReads(g)
+    }
+    this.submitting.clear()
     const work: Array<[GroupState, Ready]> = []
     for (const g of this.dirty) {
       if (!g.removed && g.node.hasReady()) work.push([g, g.node.ready()])
@@ -431,7 +357,7 @@ class Driver implements MultiRaft, TransportHandler {
    * in one Prop through `step`, which cannot fail differently in the same synchronous moment except
    * at the uncommitted-bytes bound, where they time out as outcome unknown instead.
    */
-  private submit(g: GroupState): void {
+  private submitProposals(g: GroupState): void {
     const batch = g.buffered
     g.buffered = []
     if (g.removed || batch.length === 0) return
@@ -453,6 +379,26 @@ class Driver implements MultiRaft, TransportHandler {
     g.node.step(propMessage(this.id, entries))
   }
 
+  /** Issues one ReadIndex request for every read buffered in `g` since the last turn. */
+  private submitReads(g: GroupState): void {
+    const reads = g.bufferedReads.filter((r) => !r.settled)
+    g.bufferedReads = []
+    if (g.removed || reads.length === 0) return
+    this.activate(g)
+    const batch = (g.readBatchSeq = (g.readBatchSeq + 1) >>> 0)
+    try {
+      g.node.readIndex(this.incarnation.readContext(batch))
+    } catch (e) {
+      g.failReads(reads, e as Error)
+      return
+    }
+    for (const r of reads) {
+      r.batch = batch
+      r.submitTurn = this.turns
+    }
+    g.readBatches.set(batch, reads)
+  }
+
   private queueMessages(g: GroupState, messages: Message[]): void {
     for (const m of messages) {
       if (m.type === MessageType.Heartbeat && m.quiesce) this.quiesceCheck.add(g)
@@ -460,63 +406,11 @@ class Driver implements MultiRaft, TransportHandler {
     }
   }
 
-  /** Steps 3 and 4 of the Ready contract for one group: apply, then serve reads. */
+  /** Steps 3 and 4 of the Ready contract for one group, then log compaction when it is due. */
   private async handleReady(g: GroupState, rd: Ready): Promise<void> {
-    if (rd.softState && rd.softState.lead !== g.lead) {
-      // Whatever was in flight went to (or through) the old leader: its fate is unknown here.
-      if (g.hasPending()) g.leadershipLost(this.turns)
-      g.lead = rd.softState.lead
-    }
-    if (g.proposals.size > 0) this.noteIndexes(g, rd.entries)
-    if (rd.snapshot) {
-      const done = g.stateMachine.applySnapshot(rd.snapshot, g.name)
-      if (done) await done
-      g.applied = rd.snapshot.meta.index
-      g.snapshotIndex = rd.snapshot.meta.index
-      g.conf = cloneConf(rd.snapshot.meta.conf)
-    }
-    if (rd.committedEntries.length > 0) await this.applyCommitted(g, rd.committedEntries)
-    for (const rs of rd.readStates) {
-      const seq = this.incarnation.readSeq(rs.context)
-      if (seq >= 0) g.confirmRead(seq, rs.index)
-    }
-    g.serveReads()
-    if (
-      g.applied - g.snapshotIndex >= this.config.snapshotEveryEntries &&
-      this.config.snapshotEveryEntries > 0
-    )
-      await this.compact(g)
-  }
-
-  private noteIndexes(g: GroupState, entries: Entry[]): void {
-    for (const e of entries) {
-      if (e.type !== EntryType.Normal) continue
-      const seq = this.incarnation.ownSeq(e.data)
-      if (seq >= 0) g.noteIndex(seq, e.index)
-    }
-  }
-
-  private async applyCommitted(g: GroupState, committed: Entry[]): Promise<void> {
-    const payloads: Entry[] = []
-    for (const e of committed) {
-      if (e.type === EntryType.ConfChange) {
-        g.conf = g.node.applyConfChange(decodeConfChange(e.data))
-      } else if (e.data.byteLength > 0) {
-        payloads.push({ term: e.term, index: e.index, type: e.type, data: unwrap(e.data) })
-      }
-    }
-    const last = committed[committed.length - 1]!.index
-    assert(last > g.applied, () => `group '${g.name}': applying ${last} after ${g.applied}`)
-    const done = g.stateMachine.apply(payloads, g.name, last)
-    if (done) await done
-    g.applied = last
-    if (g.proposals.size === 0) return
-    for (const e of committed) {
-      if (e.type !== EntryType.Normal) continue
-      const seq = this.incarnation.ownSeq(e.data)
-      if (seq >= 0) g.resolveProposal(seq, e.index)
-    }
-    g.rejectSuperseded()
+    await applyReady(g, rd, this.incarnation, this.turns)
+    const every = this.config.snapshotEveryEntries
+    if (every > 0 && g.applied - g.snapshotIndex >= every) await this.compact(g)
   }
 
   /** Log compaction: snapshot the state machine at `applied` and let the log store trim the log. */
@@ -538,7 +432,7 @@ class Driver implements MultiRaft, TransportHandler {
   /** Returns a quiesced group to the tick set, first lining its heartbeat phase up with the others. */
   private activate(g: GroupState): void {
     if (g.active || g.removed) return
-    const every = this.config.raft.heartbeatTicks ?? 1
+    const every = this.heartbeatTicks
     const lag = (((this.tickCount - g.ticks) % every) + every) % every
     // Ticks on a quiesced RawNode only advance its counter: this restores the common phase.
     for (let i = 0; i < lag; i++) g.node.tick()
@@ -630,57 +524,5 @@ class Driver implements MultiRaft, TransportHandler {
     const g = this.groupsByName.get(group)
     if (!g) throw new GroupNotFoundError(group)
     return g
-  }
-}
-
-/** A local Prop carrying several entries (what `RawNode.propose` builds for one). */
-function propMessage(from: NodeId, entries: Entry[]): Message {
-  return {
-    type: MessageType.Prop,
-    to: NONE,
-    from,
-    term: 0,
-    logTerm: 0,
-    index: 0,
-    entries,
-    commit: 0,
-    reject: false,
-    rejectHint: 0,
-  }
-}
-
-/** Rejects `request` with the signal's reason on abort; removes the listener once it settles. */
-function withAbort(
-  request: { settled: boolean; resolve(v: never): void; reject(e: Error): void },
-  signal: AbortSignal,
-  forget: () => void,
-): void {
-  const resolve = request.resolve
-  const reject = request.reject
-  const onAbort = () => {
-    if (request.settled) return
-    request.settled = true
-    forget()
-    reject(signal.reason as Error)
-  }
-  signal.addEventListener('abort', onAbort, { once: true })
-  request.resolve = (v: never) => {
-    signal.removeEventListener('abort', onAbort)
-    resolve(v)
-  }
-  request.reject = (e: Error) => {
-    signal.removeEventListener('abort', onAbort)
-    reject(e)
-  }
-}
-
-/** The consensus logger has no `child`: add the group to every record instead. */
-function groupLogger(logger: Logger, group: string): Logger {
-  if (logger === silent) return silent
-  return {
-    debug: (obj, msg) => logger.debug({ group, ...obj }, msg),
-    info: (obj, msg) => logger.info({ group, ...obj }, msg),
-    warn: (obj, msg) => logger.warn({ group, ...obj }, msg),
-    error: (obj, msg) => logger.error({ group, ...obj }, msg),
   }
 }

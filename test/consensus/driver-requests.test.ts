@@ -3,6 +3,7 @@ import {
   createMultiRaft,
   DriverClosedError,
   GroupConflictError,
+  MessageType,
   ProposalOutcomeUnknownError,
   TooManyPendingError,
 } from '../../consensus/index.js'
@@ -130,5 +131,19 @@ describe('MultiRaft driver requests', () => {
     await c.tickUntil(() => c.agreedLeader('g2') === 'c', 30, 'c leads g2')
     expect(c.agreedLeader('g0')).toBe('a')
     await expect(c.member('c').driver.propose('g2', bytes('on c'))).resolves.toBeGreaterThan(0)
+  })
+
+  it('confirms every read buffered in one turn with a single ReadIndex round', async () => {
+    const { c } = await ledByA(1)
+    await c.member('a').driver.propose('g0', bytes('w'))
+    let readHeartbeats = 0
+    c.hub.onSend = (_from, _to, frame) => {
+      for (const { message } of frame.messages)
+        if (message.type === MessageType.Heartbeat && message.context) readHeartbeats++
+    }
+    const reads = Array.from({ length: 50 }, () => c.member('a').driver.readIndex('g0'))
+    await c.settle()
+    await Promise.all(reads)
+    expect(readHeartbeats).toBe(2) // one per follower, for all 50 reads
   })
 })

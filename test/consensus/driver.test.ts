@@ -196,3 +196,26 @@ describe('MultiRaft driver', () => {
     expect(b.driver.groups()).toEqual(['g0'])
   })
 })
+
+describe('MultiRaft driver heartbeats', () => {
+  it('exchanges one frame per directed pair per heartbeat interval when groups were created at different ticks', async () => {
+    onTestFailed(() => console.error(`driver test failed with SEED=${SEED}`))
+    cluster = new TestCluster(['a', 'b', 'c'], SEED, { raft: { heartbeatTicks: 3, electionTicks: 30 } })
+    const c = cluster
+    const names = c.createGroups(30)
+    for (let i = 0; i < 2; i++) await c.tickAll()
+    const conf = { voters: c.ids, learners: [] }
+    for (let i = 0; i < 30; i++) {
+      for (const m of c.members) m.driver.createGroup(`late${i}`, { bootstrap: conf, stateMachine: m.sm })
+      names.push(`late${i}`)
+    }
+    names.forEach((g, i) => {
+      c.members[i % 3]!.driver.campaign(g)
+    })
+    await c.tickUntil(() => names.every((g) => c.agreedLeader(g)), 100, 'leaders')
+    for (let i = 0; i < 6; i++) await c.tickAll()
+    const before = c.hub.framesSent
+    for (let i = 0; i < 30; i++) await c.tickAll()
+    expect((c.hub.framesSent - before) / 10).toBe(6)
+  })
+})

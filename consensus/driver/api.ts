@@ -1,0 +1,73 @@
+/** The public types of the multi-Raft driver. */
+import type { Transport } from '../transport.js'
+import type { ConfState, Logger, LogStore, NodeId, RandomInt, Status } from '../types.js'
+import type { MultiRaftConfig } from './config.js'
+import type { StateMachine } from './group.js'
+
+/** What `createMultiRaft` needs: everything is passed in (STYLE.md §2). */
+export interface MultiRaftOptions {
+  id: NodeId
+  transport: Transport
+  logStore: LogStore
+  /** Seeded randomness for election timeouts and the driver's incarnation. */
+  random: RandomInt
+  logger?: Logger
+  config?: MultiRaftConfig
+  /** Runs a turn soon; default `setImmediate`, so input arriving meanwhile joins the same turn. */
+  schedule?: (run: () => void) => void
+}
+
+/** How to start hosting a group. */
+export interface CreateGroupOptions {
+  /** Membership of a brand-new group (ignored when the log store already has the group's state). */
+  bootstrap?: ConfState
+  /** Index the state machine durably applied before a restart. */
+  applied?: number
+  stateMachine: StateMachine
+}
+
+/** Counters for tests, benchmarks and metrics. */
+export interface MultiRaftStats {
+  groups: number
+  activeGroups: number
+  ticks: number
+  turns: number
+  persistCalls: number
+  framesSent: number
+  messagesSent: number
+  /** Messages received for a group this node does not host, or addressed to another node. */
+  messagesDropped: number
+  /** A turn is running or due. */
+  busy: boolean
+}
+
+/** A node's Raft groups behind one tick, one log store batch and one frame per peer per turn. */
+export interface MultiRaft {
+  readonly id: NodeId
+  /** One heartbeat interval of logical time for every active group. */
+  tick(): void
+  createGroup(group: string, options: CreateGroupOptions): void
+  /** Stops hosting `group` and deletes its Raft state (the node left the group). */
+  removeGroup(group: string, options?: { signal?: AbortSignal }): Promise<void>
+  /**
+   * Proposes `data`; resolves with the entry's index once it is committed and applied here.
+   * Rejects with `ProposalDroppedError` (nothing written, retry is safe), `TooManyPendingError`, or
+   * `ProposalOutcomeUnknownError` (it may still commit). An abort rejects the promise only: the
+   * proposal itself cannot be withdrawn.
+   */
+  propose(group: string, data: Uint8Array, options?: { signal?: AbortSignal }): Promise<number>
+  /** Resolves when a linearizable read of `group` may be served from this node's state machine. */
+  readIndex(group: string, options?: { signal?: AbortSignal }): Promise<void>
+  /** Starts an election for `group` on this node now. */
+  campaign(group: string): void
+  transferLeadership(group: string, to: NodeId): void
+  status(group: string): Status
+  groups(): string[]
+  /** Membership declared `peer` dead: wake every group it leads, so their followers elect anew. */
+  peerDown(peer: NodeId): void
+  stats(): MultiRaftStats
+  /** Resolves when no turn is running or due (tests and benchmarks wait on it). */
+  whenIdle(options?: { signal?: AbortSignal }): Promise<void>
+  /** Rejects everything pending, closes the transport; the log store stays open (its owner closes it). */
+  close(): Promise<void>
+}
