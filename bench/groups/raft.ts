@@ -63,7 +63,6 @@ async function throughput(groups: number, inflight: number, durationMs: number, 
     for (const d of drivers) d.tick()
   }, 50)
   const loops: Promise<void>[] = []
-  const t0 = performance.now()
   names.forEach((name, i) => {
     const leader = drivers[i % 3]!
     for (let w = 0; w < inflight; w++) {
@@ -77,10 +76,14 @@ async function throughput(groups: number, inflight: number, durationMs: number, 
       )
     }
   })
+  // Warm up (JIT, slab and map growth) before counting.
+  await new Promise<void>((resolve) => setTimeout(resolve, durationMs / 4))
+  const warm = done
+  const t1 = performance.now()
   await new Promise<void>((resolve) => setTimeout(resolve, durationMs))
   stop = true
-  const elapsed = (performance.now() - t0) / 1000
-  const counted = done
+  const elapsed = (performance.now() - t1) / 1000
+  const counted = done - warm
   await Promise.all(loops)
   clearInterval(ticker)
   const turns = drivers.map((d) => d.stats().turns).reduce((a, b) => a + b, 0)
@@ -93,7 +96,7 @@ async function throughput(groups: number, inflight: number, durationMs: number, 
 }
 
 /** Frames per heartbeat interval across the cluster, once elections are over (and quiescence settled). */
-async function idleFrames(groups: number, quiesce: boolean, log: (l: string) => void): Promise<number> {
+async function idleFrames(groups: number, quiesce: boolean, log: (l: string) => void) {
   const config: MultiRaftConfig = { raft: { quiesceAfterTicks: quiesce ? 3 : 0 } }
   const c = new TestCluster(IDS, SEED, config)
   const names = c.createGroups(groups)
@@ -117,7 +120,7 @@ async function idleFrames(groups: number, quiesce: boolean, log: (l: string) => 
       `${ms.toFixed(2)} ms per cluster tick, active groups per node ${active}`,
   )
   await c.close()
-  return frames
+  return { frames, ms }
 }
 
 const group: BenchGroup = async ({ quick, log }) => {
@@ -133,16 +136,23 @@ const group: BenchGroup = async ({ quick, log }) => {
     note: `3 drivers in one process, ${groups} groups, ${inflight} x 128 B in flight per group`,
   })
   const idleGroups = quick ? 200 : 1_000
+  const idle = await idleFrames(idleGroups, false, log)
   figures.push({
     key: 'raft.idle_msgs_per_heartbeat',
-    value: await idleFrames(idleGroups, false, log),
+    value: idle.frames,
     unit: 'frames',
     target: '<= 6',
     note: `${idleGroups} groups on 3 nodes, quiescence off`,
   })
   figures.push({
+    key: 'raft.idle_tick_ms',
+    value: Number(idle.ms.toFixed(2)),
+    unit: 'ms',
+    note: `one heartbeat interval of ${idleGroups} active groups on 3 nodes in one process, delivery included`,
+  })
+  figures.push({
     key: 'raft.quiesced_msgs_per_heartbeat',
-    value: await idleFrames(idleGroups, true, log),
+    value: (await idleFrames(idleGroups, true, log)).frames,
     unit: 'frames',
     target: '0',
     note: `${idleGroups} groups on 3 nodes, quiesceAfterTicks 3`,
