@@ -146,4 +146,24 @@ describe('MultiRaft driver requests', () => {
     await Promise.all(reads)
     expect(readHeartbeats).toBe(2) // one per follower, for all 50 reads
   })
+
+  it('stops and rejects everything with DriverClosedError when a turn cannot be persisted', async () => {
+    const { c } = await ledByA(1)
+    const a = c.member('a')
+    a.store.persist = async () => {
+      throw new Error('disk full')
+    }
+    const p = a.driver.propose('g0', bytes('never durable'))
+    await expect(p).rejects.toBeInstanceOf(DriverClosedError)
+    await expect(p).rejects.toThrow('disk full')
+    await expect(a.driver.propose('g0', bytes('after'))).rejects.toBeInstanceOf(DriverClosedError)
+  })
+
+  it('drops messages for groups it does not host and counts them', async () => {
+    const { c } = await ledByA(1)
+    const b = c.member('b')
+    await b.driver.removeGroup('g0')
+    await c.member('a').driver.propose('g0', bytes('a and c still commit'))
+    expect(b.driver.stats().messagesDropped).toBeGreaterThan(0)
+  })
 })
