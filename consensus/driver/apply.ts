@@ -17,12 +17,15 @@ export async function applyReady(
   incarnation: Incarnation,
   turn: number,
 ): Promise<void> {
-  if (rd.softState && rd.softState.lead !== g.lead) {
-    // Whatever was in flight went to (or through) the old leader: its fate is unknown here.
-    if (g.hasPending()) g.leadershipLost(turn)
-    g.lead = rd.softState.lead
+  const leadChanged = rd.softState !== undefined && rd.softState.lead !== g.lead
+  const termChanged = rd.hardState !== undefined && rd.hardState.term !== g.term
+  if (leadChanged || termChanged) {
+    // What went to (or through) the old leader may be lost or superseded: its fate is unknown here.
+    // A term change alone catches a leader that lost and regained leadership between two Readys.
+    if (g.hasPending()) g.leadershipLost(turn, leadChanged ? 'leadership-lost' : 'new-term')
+    if (rd.softState) g.lead = rd.softState.lead
+    if (rd.hardState) g.term = rd.hardState.term
   }
-  if (g.proposals.size > 0) noteIndexes(g, rd.entries, incarnation)
   if (rd.snapshot) {
     const done = g.stateMachine.applySnapshot(rd.snapshot, g.name)
     if (done) await done
@@ -38,34 +41,29 @@ export async function applyReady(
   g.serveReads()
 }
 
-/** Records where this node's own proposals landed, to notice when another entry takes the slot. */
-function noteIndexes(g: GroupState, entries: Entry[], incarnation: Incarnation): void {
-  for (const e of entries) {
-    if (e.type !== EntryType.Normal) continue
-    const seq = incarnation.ownSeq(e.data)
-    if (seq >= 0) g.noteIndex(seq, e.index)
-  }
-}
-
+/** Applies committed entries in one call, then resolves this node's proposals among them. */
 async function applyCommitted(g: GroupState, committed: Entry[], incarnation: Incarnation): Promise<void> {
   const payloads: Entry[] = []
+  const track = g.proposals.size > 0
+  const ownSeqs: number[] = []
+  const ownIndexes: number[] = []
   for (const e of committed) {
     if (e.type === EntryType.ConfChange) {
       g.conf = g.node.applyConfChange(decodeConfChange(e.data))
-    } else if (e.data.byteLength > 0) {
-      payloads.push({ term: e.term, index: e.index, type: e.type, data: unwrap(e.data) })
+      continue
     }
+    if (e.data.byteLength === 0) continue // a leader's no-op
+    payloads.push({ term: e.term, index: e.index, type: e.type, data: unwrap(e.data) })
+    if (!track) continue
+    const seq = incarnation.ownSeq(e.data)
+    if (seq < 0) continue
+    ownSeqs.push(seq)
+    ownIndexes.push(e.index)
   }
   const last = committed[committed.length - 1]!.index
   assert(last > g.applied, () => `group '${g.name}': applying ${last} after ${g.applied}`)
   const done = g.stateMachine.apply(payloads, g.name, last)
   if (done) await done
   g.applied = last
-  if (g.proposals.size === 0) return
-  for (const e of committed) {
-    if (e.type !== EntryType.Normal) continue
-    const seq = incarnation.ownSeq(e.data)
-    if (seq >= 0) g.resolveProposal(seq, e.index)
-  }
-  g.rejectSuperseded()
+  for (let i = 0; i < ownSeqs.length; i++) g.resolveProposal(ownSeqs[i]!, ownIndexes[i]!)
 }

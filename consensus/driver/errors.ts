@@ -5,12 +5,13 @@
 import { ConsensusError } from '../errors.js'
 
 /** Why a proposal's outcome is unknown. */
-export type OutcomeUnknownReason = 'leadership-lost' | 'superseded' | 'timeout' | 'group-removed'
+export type OutcomeUnknownReason = 'leadership-lost' | 'new-term' | 'timeout' | 'group-removed'
 
 /**
  * A proposal was handed to Raft but this node can no longer tell whether it will commit: the leader
- * changed, another entry took its index, it was not seen to commit within `requestTimeoutTicks`, or
- * the group was removed. It may still commit, so a retry must be idempotent (or check first).
+ * changed, a new term began (so another entry may take its index), it was not seen to commit within
+ * `requestTimeoutTicks`, or the group was removed. It may still commit, so a retry must be
+ * idempotent (or check first).
  */
 export class ProposalOutcomeUnknownError extends ConsensusError {
   readonly retryable = true

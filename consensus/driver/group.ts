@@ -28,8 +28,8 @@ export interface StateMachine {
 /** A proposal waiting to be committed and applied. */
 export interface PendingProposal {
   seq: number
-  /** Log index once this node has seen the entry appended; 0 before. */
-  index: number
+  /** The enveloped payload, handed to Raft at the next turn. */
+  data: Uint8Array
   /** The turn that handed it to Raft; 0 while it is still buffered in the driver. */
   submitTurn: number
   deadlineTick: number
@@ -57,6 +57,8 @@ export interface PendingRead {
 /** The driver's bookkeeping for one group. */
 export class GroupState {
   lead: NodeId = NONE
+  /** The term of the last Ready's hard state: a change means a new election happened. */
+  term: number
   /** Ticked by the driver; false while the group is quiesced. */
   active = true
   /** Number of `tick()` calls the RawNode has seen, including its initial phase. */
@@ -73,11 +75,8 @@ export class GroupState {
   bufferedReads: PendingRead[] = []
   readonly readBatches = new Map<number, PendingRead[]>()
   readonly proposals = new Map<number, PendingProposal>()
-  /** Proposals whose index is known, in index order within a term. */
-  private indexed: PendingProposal[] = []
-  private indexedHead = 0
   /** Proposals made since the last turn, handed to Raft together at its start (see `Driver.submit`). */
-  buffered: Array<{ seq: number; data: Uint8Array }> = []
+  buffered: PendingProposal[] = []
   readonly reads = new Map<number, PendingRead>()
   /** Reads with a read state, waiting for `applied` to reach it. */
   confirmedReads: PendingRead[] = []
@@ -87,11 +86,13 @@ export class GroupState {
     public node: RawNode,
     readonly stateMachine: StateMachine,
     tickPhase: number,
+    term: number,
     applied: number,
     conf: ConfState,
     snapshotIndex: number,
   ) {
     this.ticks = tickPhase
+    this.term = term
     this.applied = applied
     this.conf = conf
     this.snapshotIndex = snapshotIndex
@@ -99,14 +100,6 @@ export class GroupState {
 
   hasPending(): boolean {
     return this.proposals.size > 0 || this.reads.size > 0
-  }
-
-  /** This node saw its own proposal `seq` appended at `index`. */
-  noteIndex(seq: number, index: number): void {
-    const p = this.proposals.get(seq)
-    if (!p || p.index === index) return
-    p.index = index
-    this.indexed.push(p)
   }
 
   /** The entry proposed as `seq` was applied at `index`. */
@@ -118,25 +111,11 @@ export class GroupState {
     p.resolve(index)
   }
 
-  /** After applying up to `applied`: a proposal seen at an index ≤ it that did not resolve lost its slot. */
-  rejectSuperseded(): void {
-    const q = this.indexed
-    while (this.indexedHead < q.length && q[this.indexedHead]!.index <= this.applied) {
-      const p = q[this.indexedHead++]!
-      if (!p.settled) this.rejectProposal(p, 'superseded')
-    }
-    if (this.indexedHead > 1024 && this.indexedHead * 2 > q.length) {
-      this.indexed = q.slice(this.indexedHead)
-      this.indexedHead = 0
-    }
-  }
-
   /** Raft refused a buffered proposal: nothing was written. */
-  failProposal(seq: number, error: Error): void {
-    const p = this.proposals.get(seq)
-    if (!p || p.settled) return
+  failProposal(p: PendingProposal, error: Error): void {
+    if (p.settled) return
     p.settled = true
-    this.proposals.delete(seq)
+    this.proposals.delete(p.seq)
     p.reject(error)
   }
 
@@ -157,8 +136,6 @@ export class GroupState {
       if (reason === 'group-removed' || (p.submitTurn !== 0 && p.submitTurn < turn))
         this.rejectProposal(p, reason)
     }
-    this.indexed = []
-    this.indexedHead = 0
     // Reads already confirmed stay valid: their index was a committed read point (§6.4).
     for (const r of this.reads.values()) {
       if (reason === 'group-removed') this.rejectRead(r, 'group-removed')
@@ -254,7 +231,5 @@ export class GroupState {
     this.bufferedReads = []
     this.readBatches.clear()
     this.confirmedReads = []
-    this.indexed = []
-    this.indexedHead = 0
   }
 }

@@ -101,6 +101,7 @@ class Driver implements MultiRaft, TransportHandler {
       node,
       options.stateMachine,
       this.tickCount,
+      st.term,
       st.applied,
       st.conf,
       storage.firstIndex() - 1,
@@ -168,24 +169,26 @@ class Driver implements MultiRaft, TransportHandler {
       if (g.proposals.size >= this.config.pendingProposalsMax)
         throw new TooManyPendingError(group, 'pendingProposalsMax', this.config.pendingProposalsMax)
       const seq = (g.proposalSeq = (g.proposalSeq + 1) >>> 0)
-      // Buffered until the turn: Raft then appends (and replicates) the whole batch at once.
-      this.submitting.add(g)
-      g.buffered.push({ seq, data: this.incarnation.wrap(seq, data) })
-      this.touch(g)
-      this.pending.add(g)
-      return new Promise<number>((resolve, reject) => {
-        const p: PendingProposal = {
+      let p!: PendingProposal
+      const promise = new Promise<number>((resolve, reject) => {
+        p = {
           seq,
-          index: 0,
+          data: this.incarnation.wrap(seq, data),
           submitTurn: 0,
           deadlineTick: this.tickCount + this.config.requestTimeoutTicks,
           resolve,
           reject,
           settled: false,
         }
-        g.proposals.set(seq, p)
-        if (options?.signal) withAbort(p, options.signal, () => g.proposals.delete(seq))
       })
+      g.proposals.set(seq, p)
+      // Buffered until the turn: Raft then appends (and replicates) the whole batch at once.
+      g.buffered.push(p)
+      if (options?.signal) withAbort(p, options.signal, () => g.proposals.delete(seq))
+      this.submitting.add(g)
+      this.pending.add(g)
+      this.touch(g)
+      return promise
     } catch (e) {
       return Promise.reject(e)
     }
@@ -362,20 +365,19 @@ class Driver implements MultiRaft, TransportHandler {
     g.buffered = []
     if (g.removed || batch.length === 0) return
     this.activate(g)
-    for (const b of batch) {
-      const p = g.proposals.get(b.seq)
-      if (p) p.submitTurn = this.turns
-    }
+    const live = batch.filter((p) => !p.settled) // aborted ones are not sent
+    if (live.length === 0) return
+    for (const p of live) p.submitTurn = this.turns
     try {
-      g.node.propose(batch[0]!.data)
+      g.node.propose(live[0]!.data)
     } catch (e) {
-      for (const b of batch) g.failProposal(b.seq, e as Error)
+      for (const p of live) g.failProposal(p, e as Error)
       return
     }
-    if (batch.length === 1) return
+    if (live.length === 1) return
     const entries: Entry[] = []
-    for (let i = 1; i < batch.length; i++)
-      entries.push({ term: 0, index: 0, type: EntryType.Normal, data: batch[i]!.data })
+    for (let i = 1; i < live.length; i++)
+      entries.push({ term: 0, index: 0, type: EntryType.Normal, data: live[i]!.data })
     g.node.step(propMessage(this.id, entries))
   }
 
