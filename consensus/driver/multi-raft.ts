@@ -22,6 +22,17 @@ import { GroupState, type PendingProposal, type PendingRead } from './group.js'
 import { groupLogger, propMessage, silentLogger, withAbort } from './helpers.js'
 import { deferrable, Outbox } from './outbox.js'
 
+/** Whether a Ready has anything for steps 3 and 4 (most idle Readys carry only messages). */
+function needsApply(rd: Ready): boolean {
+  return (
+    rd.committedEntries.length > 0 ||
+    rd.readStates.length > 0 ||
+    rd.snapshot !== undefined ||
+    rd.softState !== undefined ||
+    rd.hardState !== undefined
+  )
+}
+
 /** Creates a driver and starts listening on its transport. */
 export function createMultiRaft(options: MultiRaftOptions): MultiRaft {
   return new Driver(options)
@@ -341,9 +352,17 @@ class Driver implements MultiRaft, TransportHandler {
     }
     for (const [g, rd] of work) this.queueMessages(g, rd.messages)
     this.outbox.flush(flushDeferred)
+    // Groups are independent: an asynchronous state machine applies them concurrently (each in
+    // log order); compaction then runs one group at a time.
+    const applying: Promise<void>[] = []
+    for (const [g, rd] of work) {
+      if (!g.removed && needsApply(rd)) applying.push(applyReady(g, rd, this.incarnation, this.turns))
+    }
+    if (applying.length > 0) await Promise.all(applying)
     for (const [g, rd] of work) {
       if (g.removed) continue
-      await this.handleReady(g, rd)
+      const every = this.config.snapshotEveryEntries
+      if (every > 0 && g.applied - g.snapshotIndex >= every) await this.compact(g)
       g.node.advance(rd)
       if (g.node.hasReady()) this.dirty.add(g)
     }
@@ -406,13 +425,6 @@ class Driver implements MultiRaft, TransportHandler {
       if (m.type === MessageType.Heartbeat && m.quiesce) this.quiesceCheck.add(g)
       this.outbox.add(g.name, m)
     }
-  }
-
-  /** Steps 3 and 4 of the Ready contract for one group, then log compaction when it is due. */
-  private async handleReady(g: GroupState, rd: Ready): Promise<void> {
-    await applyReady(g, rd, this.incarnation, this.turns)
-    const every = this.config.snapshotEveryEntries
-    if (every > 0 && g.applied - g.snapshotIndex >= every) await this.compact(g)
   }
 
   /** Log compaction: snapshot the state machine at `applied` and let the log store trim the log. */

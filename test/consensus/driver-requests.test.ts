@@ -166,4 +166,22 @@ describe('MultiRaft driver requests', () => {
     await c.member('a').driver.propose('g0', bytes('a and c still commit'))
     expect(b.driver.stats().messagesDropped).toBeGreaterThan(0)
   })
+
+  it('applies in log order and resolves after apply when the state machine is asynchronous', async () => {
+    const { c } = await ledByA(4)
+    for (const m of c.members) {
+      const apply = m.sm.apply.bind(m.sm)
+      m.sm.apply = async (entries, group, index) => {
+        await new Promise<void>((resolve) => setImmediate(resolve))
+        apply(entries, group, index)
+      }
+    }
+    const a = c.member('a')
+    const results = await Promise.all(
+      ['g0', 'g1', 'g2', 'g3'].flatMap((g) => [0, 1, 2].map((i) => a.driver.propose(g, bytes(`${g}-${i}`)))),
+    )
+    expect(results.every((x) => x > 0)).toBe(true)
+    for (const g of ['g0', 'g1', 'g2', 'g3']) expect(a.sm.payloads(g)).toEqual([`${g}-0`, `${g}-1`, `${g}-2`])
+    await c.tickUntil(() => c.members.every((m) => m.sm.payloads('g3').length === 3), 10, 'replicas applied')
+  })
 })
