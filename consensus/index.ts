@@ -12,6 +12,7 @@ export {
   SnapshotTemporarilyUnavailableError,
   UnavailableError,
 } from './errors.js'
+export { checkGroupWrites, type LogBounds, MemoryLogStore, memoryBounds } from './memory-log-store.js'
 export { cloneConf, entrySizeBytes, limitEntriesBytes, MemoryStorage } from './memory-storage.js'
 export { decodeConfChange, encodeConfChange, type RaftConfig, RawNode } from './raft.js'
 export type { Frame, GroupMessage, Transport, TransportHandler } from './transport.js'
