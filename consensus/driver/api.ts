@@ -9,8 +9,15 @@ export interface MultiRaftOptions {
   id: NodeId
   transport: Transport
   logStore: LogStore
-  /** Seeded randomness for election timeouts and the driver's incarnation. */
+  /** Seeded randomness for election timeouts (and the incarnation, unless one is given). */
   random: RandomInt
+  /**
+   * 8 bytes that differ on every start of this node: they tag its proposals and reads, so an entry
+   * proposed before a restart never settles a request made after it. Default: drawn from `random`,
+   * which is only right when `random` is seeded differently on each start (a node passes
+   * `crypto.randomBytes(8)`; tests that restart a node with the same seed must pass one).
+   */
+  incarnation?: Uint8Array
   logger?: Logger
   config?: MultiRaftConfig
   /** Runs a turn soon; default `setImmediate`, so input arriving meanwhile joins the same turn. */

@@ -24,10 +24,16 @@ export class Incarnation {
   private readonly hi: number
   private readonly lo: number
 
-  constructor(random: RandomInt) {
+  constructor(random: RandomInt, given?: Uint8Array) {
     const view = new DataView(this.bytes.buffer)
-    view.setUint32(0, random(0x1_0000_0000))
-    view.setUint32(4, random(0x1_0000_0000))
+    if (given) {
+      if (given.byteLength !== 8)
+        throw new RangeError(`Cannot use incarnation of ${given.byteLength} bytes: it must be 8 bytes`)
+      this.bytes.set(given)
+    } else {
+      view.setUint32(0, random(0x1_0000_0000))
+      view.setUint32(4, random(0x1_0000_0000))
+    }
     this.hi = view.getUint32(0)
     this.lo = view.getUint32(4)
   }

@@ -81,7 +81,7 @@ class Driver implements MultiRaft, TransportHandler {
     this.random = options.random
     this.logger = options.logger ?? silentLogger
     this.scheduleFn = options.schedule ?? ((run) => setImmediate(run))
-    this.incarnation = new Incarnation(this.random)
+    this.incarnation = new Incarnation(this.random, options.incarnation)
     this.heartbeatTicks = this.config.raft.heartbeatTicks ?? 1
     this.outbox = new Outbox(this.transport, this.config.frameBytesMax, this.config.deferredMessagesMax)
     this.transport.listen(this)

@@ -101,6 +101,7 @@ describe('MultiRaft driver requests', () => {
       transport: c.hub.endpoint('c'),
       logStore: old.store,
       random: seededRandom(SEED + 1),
+      incarnation: new Uint8Array([1, 2, 3, 4, 5, 6, 7, 8]),
     })
     for (const g of old.store.groups()) {
       driver.createGroup(g, { stateMachine: old.sm, applied: old.sm.appliedIndex.get(g) ?? 0 })
