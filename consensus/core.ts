@@ -751,7 +751,10 @@ export class Raft {
     pr.lastAckTick = this.tickCount
     pr.probeSent = false
     if (pr.state === ProgressState.Replicate && pr.inflights.full()) pr.inflights.freeFirstOne()
-    if (pr.match < this.log.lastIndex()) this.sendAppend(m.from, false)
+    // A follower that is behind may have lost an append while in Replicate state (where `next`
+    // is already past it). An append at `next - 1`, empty if need be, makes it answer: either it
+    // acknowledges, or it rejects and the leader backs off to probing and resends (§5.5).
+    if (pr.match < this.log.lastIndex()) this.sendAppend(m.from, true)
     if (!m.context || this.readOnlyOption !== 'safe') return
     const acks = this.readOnly.recvAck(m.from, m.context)
     if (acks < this.quorum()) return
