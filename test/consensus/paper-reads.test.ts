@@ -1,0 +1,126 @@
+/**
+ * Raft paper §8 (client interaction): the leader's no-op and linearizable reads with ReadIndex
+ * (thesis §6.4), one test per rule. Thesis extensions are off; lease reads are in features.test.ts.
+ */
+import { describe, expect, it } from 'vitest'
+import { EntryType, MessageType, Role } from '../../consensus/index.js'
+import { bytes, TestNetwork, type TestNode, text } from './harness.js'
+import {
+  becomeLeaderByHand,
+  drain,
+  logOfTerms,
+  makeNode,
+  msg,
+  ofType,
+  PAPER,
+  takeReady,
+  termsOf,
+  useSeed,
+} from './paper-helpers.js'
+
+const ABC = ['a', 'b', 'c']
+const FIVE = ['a', 'b', 'c', 'd', 'e']
+
+function ack(leader: TestNode, from: string, index: number): void {
+  const term = leader.node.status().term
+  leader.node.step(msg({ type: MessageType.AppResp, from, to: leader.id, term, index }))
+}
+
+function heartbeatAck(leader: TestNode, from: string, context: Uint8Array): void {
+  const term = leader.node.status().term
+  leader.node.step(msg({ type: MessageType.HeartbeatResp, from, to: leader.id, term, context }))
+}
+
+describe('§8 client interaction', () => {
+  it('§8 a new leader appends a no-op entry of its term and commits it on every server', () => {
+    const net = new TestNetwork(ABC, PAPER, useSeed(31))
+    net.elect('a')
+    const { term, lastIndex } = net.raw('a').status()
+    const noop = net.node('a').storage.entries(lastIndex, lastIndex + 1, Infinity)[0]!
+    expect(noop).toMatchObject({ term, type: EntryType.Normal })
+    expect(noop.data.byteLength).toBe(0)
+    expect(net.raw('a').status().commit).toBe(lastIndex)
+    net.tickAll(1) // followers learn the commit index from the next AppendEntries or heartbeat
+    for (const id of ABC) expect(net.raw(id).status().commit).toBe(lastIndex)
+  })
+
+  it('§8 the no-op of a new leader commits the entries of earlier terms it inherited', () => {
+    const net = new TestNetwork(ABC, PAPER, useSeed(32))
+    net.elect('a')
+    // 'x' reaches 'b' only and 'a' never hears back, so it is uncommitted when 'a' is cut off.
+    net.filter = (m) =>
+      !(m.type === MessageType.App && m.to === 'c') && !(m.type === MessageType.AppResp && m.to === 'a')
+    net.propose('a', 'x')
+    net.heal()
+    net.isolate('a')
+    expect(net.raw('a').status().commit).toBe(1)
+    expect(net.node('b').payloads()).toEqual([])
+    net.elect('b')
+    expect(net.leaders()).toContain('b')
+    expect(net.node('b').payloads()).toEqual(['x'])
+    expect(net.node('c').payloads()).toEqual(['x'])
+  })
+
+  it('§8 ReadIndex waits until the leader has committed an entry of its current term', () => {
+    const a = makeNode({ id: 'a', voters: ABC, log: logOfTerms([1, 1]), hardState: { term: 1 } })
+    becomeLeaderByHand(a, ABC)
+    const ctx = bytes('read-1')
+    a.node.readIndex(ctx)
+    expect(ofType(drain(a), MessageType.Heartbeat)).toEqual([])
+    expect(a.readStates).toEqual([])
+    ack(a, 'b', 3) // commits the no-op (index 3, term 2)
+    const beats = ofType(drain(a), MessageType.Heartbeat).filter((m) => m.context !== undefined)
+    expect(beats.map((m) => m.to).sort()).toEqual(['b', 'c'])
+    expect(a.readStates).toEqual([])
+    heartbeatAck(a, 'c', ctx)
+    drain(a)
+    expect(a.readStates).toEqual([{ index: 3, context: ctx }])
+  })
+
+  it('§8 ReadIndex is answered only after a heartbeat round confirms leadership with a majority', () => {
+    const a = makeNode({ id: 'a', voters: FIVE })
+    becomeLeaderByHand(a, FIVE)
+    for (const v of FIVE.slice(1)) ack(a, v, 1)
+    drain(a)
+    const ctx = bytes('read-2')
+    a.node.readIndex(ctx)
+    const rd = takeReady(a)
+    expect(rd.readStates).toEqual([])
+    const beats = ofType(rd.messages, MessageType.Heartbeat)
+    expect(beats.map((m) => m.to).sort()).toEqual(['b', 'c', 'd', 'e'])
+    for (const m of beats) expect(text(m.context!)).toBe('read-2')
+    heartbeatAck(a, 'b', ctx)
+    heartbeatAck(a, 'b', ctx) // a duplicate answer is not a second acknowledgment
+    drain(a)
+    expect(a.readStates).toEqual([])
+    heartbeatAck(a, 'c', ctx)
+    drain(a)
+    expect(a.readStates).toEqual([{ index: 1, context: ctx }])
+  })
+
+  it('§8 a leader cut off from the majority never answers a ReadIndex (its commit index may be stale)', () => {
+    const net = new TestNetwork(ABC, PAPER, useSeed(33))
+    net.elect('a')
+    net.isolate('a')
+    net.raw('a').readIndex(bytes('stale'))
+    net.elect('b')
+    net.propose('b', 'newer')
+    net.tickAll(3)
+    expect(net.raw('a').status().role).toBe(Role.Leader)
+    expect(net.node('a').readStates).toEqual([])
+  })
+
+  it("§8 a follower's ReadIndex is forwarded to the leader and answered with a read point covering every committed write", () => {
+    const net = new TestNetwork(ABC, PAPER, useSeed(34))
+    net.elect('a')
+    net.propose('a', 'x')
+    net.propose('a', 'y')
+    const commit = net.raw('a').status().commit
+    const ctx = bytes('follower-read')
+    net.raw('c').readIndex(ctx)
+    net.settle()
+    expect(net.node('c').readStates).toEqual([{ index: commit, context: ctx }])
+    expect(net.node('c').appliedIndex).toBeGreaterThanOrEqual(commit)
+    expect(termsOf(net.node('c')).length).toBe(commit)
+  })
+})
