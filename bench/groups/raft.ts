@@ -6,11 +6,12 @@ import {
   createMultiRaft,
   type Entry,
   MemoryHub,
+  MemoryLogStore,
   type MultiRaft,
   type MultiRaftConfig,
   type StateMachine,
 } from '../../consensus/index.js'
-import { TestCluster, TestLogStore } from '../../test/consensus/driver-harness.js'
+import { TestCluster } from '../../test/consensus/driver-harness.js'
 import { seededRandom } from '../../test/consensus/harness.js'
 import type { BenchFigure, BenchGroup } from '../types.js'
 
@@ -43,7 +44,7 @@ async function throughput(groups: number, inflight: number, durationMs: number, 
   const random = seededRandom(SEED)
   const config: MultiRaftConfig = { pendingProposalsMax: inflight * 2 }
   const drivers = IDS.map((id) =>
-    createMultiRaft({ id, transport: hub.endpoint(id), logStore: new TestLogStore(), random, config }),
+    createMultiRaft({ id, transport: hub.endpoint(id), logStore: new MemoryLogStore(), random, config }),
   )
   const sms = drivers.map(() => new CountingStateMachine())
   const names = Array.from({ length: groups }, (_, i) => `ns${i}`)

@@ -1,17 +1,15 @@
 /**
- * Test fixtures for the multi-Raft driver: a small LogStore over MemoryStorage (until the storage
- * engineer's MemoryLogStore lands), a recording state machine, and a cluster of drivers on one
- * in-memory hub that tests drive tick by tick, waiting on events rather than on time.
+ * Test fixtures for the multi-Raft driver: the MemoryLogStore with a record of its batches, a
+ * recording state machine, and a cluster of drivers on one in-memory hub that tests drive tick by
+ * tick, waiting on events rather than on time.
  */
 import {
-  type ConfState,
   createMultiRaft,
   type Entry,
   type FrameCodec,
   type GroupWrite,
-  type LogStore,
   MemoryHub,
-  MemoryStorage,
+  MemoryLogStore,
   type MultiRaft,
   type MultiRaftConfig,
   type Snapshot,
@@ -19,54 +17,15 @@ import {
 } from '../../consensus/index.js'
 import { seededRandom } from './harness.js'
 
-/** A LogStore over one MemoryStorage per group; records every persist batch. */
-export class TestLogStore implements LogStore {
-  readonly stores = new Map<string, MemoryStorage>()
+/** The consensus MemoryLogStore, recording the groups of every persist batch. */
+export class TestLogStore extends MemoryLogStore {
   /** The groups of each `persist` call, in call order. */
   readonly batches: string[][] = []
 
-  open(group: string, bootstrap?: ConfState): MemoryStorage {
-    let s = this.stores.get(group)
-    if (!s) {
-      s = bootstrap ? MemoryStorage.bootstrap(bootstrap) : new MemoryStorage()
-      this.stores.set(group, s)
-    }
-    return s
-  }
-
-  groups(): string[] {
-    return [...this.stores.keys()]
-  }
-
-  async persist(writes: GroupWrite[], options?: { signal?: AbortSignal }): Promise<void> {
-    options?.signal?.throwIfAborted()
+  override async persist(writes: GroupWrite[], options?: { signal?: AbortSignal }): Promise<void> {
     if (this.batches.length < 10_000) this.batches.push(writes.map((w) => w.group))
-    for (const w of writes) {
-      const s = this.open(w.group)
-      if (w.snapshot) s.applySnapshot(w.snapshot)
-      s.append(w.entries)
-      if (w.hardState) s.setHardState(w.hardState)
-    }
+    await super.persist(writes, options)
   }
-
-  async snapshot(
-    group: string,
-    index: number,
-    conf: ConfState,
-    data: Uint8Array,
-    keepEntries: number,
-  ): Promise<Snapshot> {
-    const s = this.open(group)
-    const snap = s.createSnapshot(index, conf, data)
-    s.compact(Math.max(0, index - keepEntries))
-    return snap
-  }
-
-  async drop(group: string): Promise<void> {
-    this.stores.delete(group)
-  }
-
-  async close(): Promise<void> {}
 }
 
 const dec = new TextDecoder()
