@@ -27,7 +27,10 @@ export interface StatePage {
  */
 export interface StateReader {
   /** Every key and value of one actor, in key order. */
-  loadActor(actor: string, options?: { signal?: AbortSignal }): Promise<Array<[key: string, value: Uint8Array]>>
+  loadActor(
+    actor: string,
+    options?: { signal?: AbortSignal },
+  ): Promise<Array<[key: string, value: Uint8Array]>>
   get(actor: string, key: string, options?: { signal?: AbortSignal }): Promise<Uint8Array | undefined>
   list(
     actor: string,

@@ -1,0 +1,128 @@
+/**
+ * What every LibSQL database of the node shares: how it is opened (WAL, `synchronous=FULL`, one
+ * connection, optional encryption key), how SQLite's failures become typed errors, and a lock
+ * that keeps one writer at a time.
+ */
+import { closeSync, openSync, readSync } from 'node:fs'
+import { type Client, createClient } from '@libsql/client'
+import { StorageCorruptionError, StorageKeyError } from './errors.js'
+
+/** How a database file is opened. */
+export interface DbConfig {
+  /** Absolute or relative file path (no `?` or `#`: it becomes a `file:` URL). */
+  path: string
+  /** LibSQL's encryption-at-rest key; the same key must be given every time the file is opened. */
+  encryptionKey?: string
+  /** Run `PRAGMA quick_check` when opening, so a damaged file is refused up front (default true). */
+  verifyOnOpen?: boolean
+}
+
+const SQLITE_MAGIC = 'SQLite format 3\0'
+
+/** Whether a file starts with the plain SQLite header (an encrypted file does not). */
+function hasPlainHeader(path: string): boolean {
+  try {
+    const fd = openSync(path, 'r')
+    try {
+      const buf = Buffer.alloc(16)
+      const n = readSync(fd, buf, 0, 16, 0)
+      return n === 16 && buf.toString('latin1') === SQLITE_MAGIC
+    } finally {
+      closeSync(fd)
+    }
+  } catch {
+    return false
+  }
+}
+
+/**
+ * Turns SQLite's corruption and "not a database" failures into `StorageCorruptionError` or
+ * `StorageKeyError`; anything else is returned unchanged. A file that does not start with the
+ * SQLite header cannot be told apart from an encrypted one, so without a key it is a key error.
+ */
+export function translateDbError(error: unknown, config: DbConfig): unknown {
+  const code = (error as { code?: unknown } | null)?.code
+  if (typeof code !== 'string') return error
+  const message = error instanceof Error ? error.message : String(error)
+  if (code === 'SQLITE_NOTADB') {
+    if (config.encryptionKey !== undefined) {
+      return new StorageKeyError(config.path, 'the encryption key is wrong, or the file is damaged')
+    }
+    if (!hasPlainHeader(config.path)) {
+      return new StorageKeyError(
+        config.path,
+        'the file is encrypted (no encryption key was given) or damaged',
+      )
+    }
+    return new StorageCorruptionError(config.path, `SQLite reports ${message}`)
+  }
+  if (code.startsWith('SQLITE_CORRUPT') || code === 'SQLITE_IOERR_SHORT_READ') {
+    return new StorageCorruptionError(config.path, `SQLite reports ${message}`)
+  }
+  return error
+}
+
+/** Runs `fn`, translating SQLite failures (see `translateDbError`). */
+export async function guard<T>(config: DbConfig, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn()
+  } catch (error) {
+    throw translateDbError(error, config)
+  }
+}
+
+/**
+ * Opens a database file for ActorMesh: one connection (so per-connection pragmas hold for every
+ * statement), WAL journal, `synchronous=FULL` (in WAL mode, FULL fsyncs the WAL on every commit,
+ * so a transaction that returned is durable; NORMAL would only fsync at checkpoints and could
+ * lose the last commits on power loss), and a forced read of the schema so that a wrong key or a
+ * damaged header fails here rather than on first use.
+ */
+export async function openDb(config: DbConfig): Promise<Client> {
+  if (/[?#]/.test(config.path)) {
+    throw new RangeError(`Cannot open database '${config.path}': path contains '?' or '#'`)
+  }
+  let client: Client | undefined
+  try {
+    client = createClient({
+      url: `file:${config.path}`,
+      encryptionKey: config.encryptionKey,
+      intMode: 'number',
+      concurrency: 1,
+    })
+    await client.execute('PRAGMA journal_mode=WAL')
+    await client.execute('PRAGMA synchronous=FULL')
+    await client.execute('SELECT count(*) FROM sqlite_schema')
+    if (config.verifyOnOpen !== false) {
+      const check = await client.execute('PRAGMA quick_check')
+      const first = check.rows[0]?.[0]
+      if (check.rows.length !== 1 || first !== 'ok') {
+        throw new StorageCorruptionError(config.path, `quick_check reports ${String(first)}`)
+      }
+    }
+    return client
+  } catch (error) {
+    client?.close()
+    throw translateDbError(error, config)
+  }
+}
+
+/** Runs async jobs one at a time, in call order: the single writer of a database. */
+export class SerialLock {
+  private tail: Promise<unknown> = Promise.resolve()
+
+  /** Runs `job` after every job queued before it; its outcome does not affect later jobs. */
+  run<T>(job: () => Promise<T>): Promise<T> {
+    const result = this.tail.then(job, job)
+    this.tail = result.catch(() => undefined)
+    return result
+  }
+}
+
+/** Bytes of a BLOB column as a `Uint8Array` (the client returns an `ArrayBuffer`). */
+export function blob(value: unknown): Uint8Array {
+  if (value instanceof ArrayBuffer) return new Uint8Array(value)
+  if (value instanceof Uint8Array) return value
+  if (value === null || value === undefined) return new Uint8Array()
+  throw new TypeError(`Expected a BLOB column, got ${typeof value}`)
+}
