@@ -2,12 +2,13 @@
  * Runs every scenario script in test/consensus/scenarios/testdata as its own test. The scripts
  * are deterministic (seeded randomness, synchronous delivery), so an output differs only when
  * Raft's behaviour or the printing changed. UPDATE_SCENARIOS=1 rewrites the expected outputs.
+ * A block marked `# known-bug:` gets its own test, expected to fail until the bug is fixed.
  */
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { describe, expect, test } from 'vitest'
-import { firstMismatch, isKnownBug, parseScript, renderScript, runScript } from './scenarios/runner.js'
+import { firstMismatch, parseScript, renderScript, runScript } from './scenarios/runner.js'
 
 const dir = join(fileURLToPath(new URL('.', import.meta.url)), 'scenarios', 'testdata')
 const files = readdirSync(dir)
@@ -24,16 +25,29 @@ describe('raft scenario scripts', () => {
     const path = join(dir, file)
     const text = readFileSync(path, 'utf8')
     const script = parseScript(text)
-    const known = isKnownBug(script)
-    const run = known ? test.fails : test
-    run(`scenario ${file} produces its expected output`, () => {
-      const outputs = runScript(script)
-      const actual = renderScript(script, outputs)
-      if (update && !known && actual !== text) writeFileSync(path, actual)
-      if (update && !known) return
-      const bad = firstMismatch(script, outputs)
+    let outputs: string[][] | undefined
+    const run = (): string[][] => {
+      outputs ??= runScript(script)
+      return outputs
+    }
+
+    test(`scenario ${file} produces its expected output`, () => {
+      const actual = renderScript(script, run())
+      if (update) {
+        if (actual !== text) writeFileSync(path, actual)
+        return
+      }
+      const bad = firstMismatch(script, run())
       const where = bad ? `${file}:${bad.line} '${bad.command}'` : file
       expect(actual, `output differs from the script at ${where}`).toBe(text)
+    })
+
+    script.blocks.forEach((block, i) => {
+      if (block.knownBug === undefined) return
+      // Fails while the bug is there; when it passes, the bug is fixed: remove the marker.
+      test.fails(`scenario ${file}:${block.line} known bug: ${block.knownBug}`, () => {
+        expect(run()[i]).toEqual(block.expected)
+      })
     })
   }
 })

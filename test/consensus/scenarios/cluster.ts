@@ -151,7 +151,7 @@ export class ScenarioCluster {
     this.queue = this.queue.filter((m) => !(m.to === id && filter(m)))
     out.push(`> ${id} receiving messages`)
     for (const m of mine) {
-      const verdict = drop ? 'dropped' : this.verdict(m)
+      const verdict = drop ? 'by the script' : this.verdict(m)
       if (verdict !== 'deliver') {
         out.push(`  ${formatMessage(m)} DROPPED (${verdict})`)
         continue
