@@ -6,6 +6,7 @@ import {
   type Entry,
   EntryType,
   type Message,
+  MessageType,
   type NodeId,
 } from '../types.js'
 import { InvariantChecker, InvariantViolation } from './invariants.js'
@@ -92,13 +93,14 @@ export class Cluster {
       onApplied: (_id: NodeId, e: Entry) => this.onApplied(e),
       forgetVote: options.forgetVote,
     }
-    const snapshots = { everyEntries: 16, keepEntries: 4 }
+    const snapshots = { everyEntries: 8, keepEntries: 2 }
     this.nodes = ids.map((id, i) => {
       const storage = MemoryStorage.bootstrap({ voters, learners: [] })
       return new SimNode(id, i, storage, options.seed, options.settings, snapshots, env)
     })
     for (const n of this.nodes) this.byId.set(n.id, n)
     this.checker.storageOf = (id) => this.byId.get(id)?.storage
+    this.network.onLost = (m) => this.reportSnapshot(m, false)
   }
 
   /** Handles Readies of every live node until none has one. */
@@ -124,10 +126,14 @@ export class Cluster {
       const m = this.network.take()
       if (m === undefined) break
       const to = this.byId.get(m.to)
-      if (to?.raw === undefined) continue
+      if (to?.raw === undefined) {
+        this.reportSnapshot(m, false)
+        continue
+      }
       to.raw.step(m)
       delivered++
       this.settle()
+      this.reportSnapshot(m, true)
     }
     return delivered
   }
@@ -215,6 +221,18 @@ export class Cluster {
       snaps += n.snapshotsInstalled
     }
     return { ...this.stats, readsServed: reads, snapshotsInstalled: snaps }
+  }
+
+  /**
+   * The transport's duty after sending a snapshot: tell the sender how it went, so its progress for
+   * the follower leaves the snapshot state (etcd's ReportSnapshot).
+   */
+  private reportSnapshot(m: Message, ok: boolean): void {
+    if (m.type !== MessageType.Snap) return
+    const from = this.byId.get(m.from)
+    if (from?.raw === undefined) return
+    from.raw.reportSnapshot(m.to, ok)
+    this.settle()
   }
 
   private guard(f: () => void): void {

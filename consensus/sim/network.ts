@@ -65,6 +65,9 @@ export class Network {
   /** Cut directed links, as `from → to` keys. */
   private readonly cut = new Set<string>()
 
+  /** Called with every message the network loses (dropped, cut off, or over the bound). */
+  onLost: ((m: Message) => void) | undefined
+
   constructor(
     private readonly rng: Prng,
     faults: MessageFaults,
@@ -79,6 +82,7 @@ export class Network {
     const f = this.faults
     if (f.dropRate > 0 && this.rng.chance(f.dropRate)) {
       this.stats.dropped++
+      this.onLost?.(message)
       return
     }
     const copies = f.duplicateRate > 0 && this.rng.chance(f.duplicateRate) ? 2 : 1
@@ -86,6 +90,7 @@ export class Network {
     for (let i = 0; i < copies; i++) {
       if (this.queue.length >= this.inflightMessagesMax) {
         this.stats.overflowed++
+        this.onLost?.(message)
         return
       }
       let readyAt = this.now
@@ -123,6 +128,7 @@ export class Network {
     const m = envelope!.message
     if (this.cut.has(linkKey(m.from, m.to))) {
       this.stats.partitioned++
+      this.onLost?.(m)
       return undefined
     }
     this.stats.delivered++

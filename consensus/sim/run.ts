@@ -89,7 +89,7 @@ export function runSimulation(options: SimulationOptions): SimulationResult {
       trace?.push(line)
       options.onTrace?.(line)
     }
-    const livenessTicks = checkLiveness(cluster, options.seed)
+    const livenessTicks = checkLiveness(cluster, options.seed, options.onTrace)
     trace?.push(`liveness: probe applied after ${livenessTicks} ticks | ${summary(cluster.nodes)}`)
     const stats = {
       ...cluster.finalStats(),
@@ -152,6 +152,8 @@ function newCluster(options: SimulationOptions, nodes: number, rng: Prng): Clust
 
 /** One random action; returns its label for the trace. */
 function randomStep(c: Cluster, rng: Prng, o: SimulationOptions): string {
+  // The broken Raft needs crashes between votes to show its bug: give it more of them.
+  if (o.broken !== undefined && rng.chance(0.15)) return randomFault(c, rng, o)
   const r = rng.int(100)
   const up = c.nodes.filter((n) => n.up)
   if (r < 40) return `deliver ${c.deliver(1 + rng.int(6))}`
@@ -161,25 +163,26 @@ function randomStep(c: Cluster, rng: Prng, o: SimulationOptions): string {
     return one ? `tick ${one.id}` : 'tick all'
   }
   const leader = c.leader()
-  if (r < 80 && up.length > 0) {
+  if (r < 83 && up.length > 0) {
     const at = leader && rng.chance(0.5) ? leader : rng.pick(up)
     c.propose(at)
     return `propose at ${at.id}`
   }
-  if (r < 83 && up.length > 0) {
+  if (r < 85 && up.length > 0) {
     const at = rng.pick(up)
     c.readIndex(at)
     return `readIndex at ${at.id}`
   }
-  if (r < 85 && leader) {
+  if (r < 87 && leader) {
     c.transfer(leader)
     return `transfer from ${leader.id}`
   }
-  if (r < 88 && leader) {
+  if (r < 90 && leader) {
     c.changeMembership(leader)
     return `conf change at ${leader.id}`
   }
-  if (r >= 88 && (o.faults ?? true)) return randomFault(c, rng, o)
+  if (r >= 90 && (o.faults ?? true) && (o.broken !== undefined || rng.chance(0.5)))
+    return randomFault(c, rng, o)
   return `deliver ${c.deliver(1)}`
 }
 
@@ -224,7 +227,7 @@ function randomFault(c: Cluster, rng: Prng, o: SimulationOptions): string {
 }
 
 /** Heals every fault, then requires a leader and a newly committed proposal within the bound. */
-function checkLiveness(c: Cluster, seed: number): number {
+function checkLiveness(c: Cluster, seed: number, onTrace?: (line: string) => void): number {
   c.heal()
   c.settle()
   c.probeKey = `probe-${seed}`
@@ -240,6 +243,7 @@ function checkLiveness(c: Cluster, seed: number): number {
       c.propose(leader, c.probeKey)
       c.deliver(LIVENESS_DELIVERIES_MAX)
     }
+    onTrace?.(`liveness tick ${t} | ${summary(c.nodes)}`)
     if (c.probeApplied) return t
   }
   throw new InvariantViolation(
