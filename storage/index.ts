@@ -9,6 +9,20 @@ export {
   StorageLimitError,
   StorageQuotaError,
 } from './errors.js'
+export {
+  defaultNamespaceLimits,
+  NAMESPACE_NAME,
+  type NamespaceLimits,
+  validateNamespaceName,
+} from './namespace-schema.js'
+export {
+  type AppliedBatch,
+  type AppliedPoint,
+  type ModuleRecord,
+  type NamespaceStore,
+  type NamespaceStoreConfig,
+  openNamespaceStore,
+} from './namespace-store.js'
 export { openRaftLogStore, type RaftLogStore, type RaftLogStoreConfig } from './raft-log-store.js'
 export type { DbConfig } from './sqlite.js'
 export type { StatePage, StateReader, StateWrite } from './state-store.js'

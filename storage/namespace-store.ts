@@ -1,0 +1,356 @@
+/**
+ * One namespace's state in its own LibSQL database (`<data>/ns/<name>.db`): actor key/values,
+ * deployed modules, and the applied index/term/membership, all written in one transaction per
+ * applied batch so that applying after a crash is exactly-once.
+ */
+import { mkdir } from 'node:fs/promises'
+import { join } from 'node:path'
+import type { Client, InStatement, Row } from '@libsql/client'
+import { type ConfState, cloneConf, type Logger } from '../consensus/index.js'
+import { StorageClosedError, StorageCorruptionError, StorageQuotaError } from './errors.js'
+import {
+  checkWrite,
+  confText,
+  crcKv,
+  crcMeta,
+  crcModule,
+  defaultNamespaceLimits,
+  NAMESPACE_SCHEMA,
+  type NamespaceLimits,
+  validateNamespaceName,
+  writeStatements,
+} from './namespace-schema.js'
+import { blob, type DbConfig, guard, openDb, SerialLock } from './sqlite.js'
+import type { StatePage, StateReader, StateWrite } from './state-store.js'
+
+/** Options of `openNamespaceStore`. */
+export interface NamespaceStoreConfig {
+  /** The node's data directory; the database is `<dataDir>/ns/<name>.db`. */
+  dataDir: string
+  /** Validated with `validateNamespaceName`. */
+  name: string
+  encryptionKey?: string
+  limits?: Partial<NamespaceLimits>
+  /** Bytes per chunk of a snapshot stream. */
+  snapshotChunkBytesMax?: number
+  verifyOnOpen?: boolean
+  logger?: Logger
+}
+
+/** A deployed module version, as stored. */
+export interface ModuleRecord {
+  version: number
+  /** Hex SHA-256 of `bytes`, as the actors runtime computes it. */
+  hash: string
+  bytes: Uint8Array
+  /** JSON text chosen by the deployer (signature, granted imports, ...). */
+  metadata: string
+}
+
+/** One applied batch: everything that committed entries up to `index` change. */
+export interface AppliedBatch {
+  index: number
+  term: number
+  writes: StateWrite[]
+  /** The membership after this batch, when it changed. */
+  conf?: ConfState
+  modules?: ModuleRecord[]
+}
+
+/** Where the namespace's state machine stands. */
+export interface AppliedPoint {
+  index: number
+  term: number
+  conf: ConfState
+}
+
+/** Opens (creating if needed) a namespace database. */
+export async function openNamespaceStore(
+  config: NamespaceStoreConfig,
+  options?: { signal?: AbortSignal },
+): Promise<NamespaceStore> {
+  options?.signal?.throwIfAborted()
+  validateNamespaceName(config.name)
+  const dir = join(config.dataDir, 'ns')
+  await mkdir(dir, { recursive: true })
+  const store = new NamespaceStore(config, join(dir, `${config.name}.db`))
+  await store.reopen()
+  return store
+}
+
+/** A namespace database. Create it with `openNamespaceStore`. */
+export class NamespaceStore implements StateReader {
+  /** The limits in force (defaults filled in). */
+  readonly limits: NamespaceLimits
+  /** The database file. */
+  readonly path: string
+  /** Serialises writers: apply, snapshot creation and installation. */
+  readonly lock = new SerialLock()
+  private client: Client | undefined
+  private point: AppliedPoint = { index: 0, term: 0, conf: { voters: [], learners: [] } }
+
+  /** @internal use `openNamespaceStore`. */
+  constructor(
+    readonly config: NamespaceStoreConfig,
+    path: string,
+  ) {
+    this.path = path
+    this.limits = { ...defaultNamespaceLimits, ...config.limits }
+  }
+
+  /** The database's open settings (for snapshot files, which use the same key). */
+  get dbConfig(): DbConfig {
+    return {
+      path: this.path,
+      encryptionKey: this.config.encryptionKey,
+      verifyOnOpen: this.config.verifyOnOpen,
+    }
+  }
+
+  /** The applied index, term and membership (kept in memory, written with every batch). */
+  applied(): AppliedPoint {
+    return { index: this.point.index, term: this.point.term, conf: cloneConf(this.point.conf) }
+  }
+
+  /** @internal (Re)opens the file and loads the applied point; used on open and after install. */
+  async reopen(): Promise<void> {
+    const db = this.dbConfig
+    const client = await openDb(db)
+    try {
+      await guard(db, () => client.batch(NAMESPACE_SCHEMA, 'write'))
+      const rs = await guard(db, () =>
+        client.execute('SELECT namespace, applied_index, applied_term, conf, crc FROM ns_meta WHERE id = 1'),
+      )
+      const row = rs.rows[0]
+      if (!row) {
+        const conf = confText(this.point.conf)
+        await guard(db, () =>
+          client.execute({
+            sql: 'INSERT INTO ns_meta (id, namespace, applied_index, applied_term, conf, bytes, crc) VALUES (1, ?, 0, 0, ?, 0, ?)',
+            args: [this.config.name, conf, crcMeta(this.config.name, 0, 0, conf)],
+          }),
+        )
+        this.point = { index: 0, term: 0, conf: { voters: [], learners: [] } }
+      } else {
+        this.point = this.readMeta(row)
+      }
+    } catch (error) {
+      client.close()
+      throw error
+    }
+    this.client = client
+  }
+
+  private readMeta(row: Row): AppliedPoint {
+    const [name, index, term, conf, crc] = [
+      String(row[0]),
+      Number(row[1]),
+      Number(row[2]),
+      String(row[3]),
+      row[4],
+    ]
+    if (name !== this.config.name || crcMeta(name, index, term, conf) !== Number(crc)) {
+      throw new StorageCorruptionError(this.path, 'the applied point fails its checksum')
+    }
+    return { index, term, conf: JSON.parse(conf) as ConfState }
+  }
+
+  /** @internal The open client; throws `StorageClosedError` when closed. */
+  db(): Client {
+    if (!this.client) throw new StorageClosedError(`namespace '${this.config.name}'`)
+    return this.client
+  }
+
+  /** @internal Closes the client so the file can be replaced; `reopen` follows. */
+  detach(): void {
+    this.client?.close()
+    this.client = undefined
+  }
+
+  /** Checks writes against the limits without writing (the leader calls it before proposing). */
+  checkWrites(writes: StateWrite[]): void {
+    for (const w of writes) checkWrite(w, this.limits)
+  }
+
+  /**
+   * Applies one batch of committed writes at `index`, with the applied point, in one transaction.
+   * A batch at or below the applied index is skipped (returns false): that is what makes replay
+   * after a crash exactly-once. A batch that breaks a limit is refused whole, nothing written.
+   */
+  async apply(batch: AppliedBatch, options?: { signal?: AbortSignal }): Promise<boolean> {
+    options?.signal?.throwIfAborted()
+    if (!Number.isInteger(batch.index) || !Number.isInteger(batch.term) || batch.index < 0) {
+      throw new RangeError(`Cannot apply batch at index '${batch.index}' term '${batch.term}'`)
+    }
+    this.checkWrites(batch.writes)
+    return this.lock.run(async () => {
+      if (batch.index <= this.point.index) return false
+      const conf = batch.conf ? cloneConf(batch.conf) : this.point.conf
+      const { stmts, actors } = writeStatements(batch.writes)
+      const ct = confText(conf)
+      stmts.push({
+        sql: 'UPDATE ns_meta SET applied_index = ?, applied_term = ?, conf = ?, crc = ? WHERE id = 1',
+        args: [batch.index, batch.term, ct, crcMeta(this.config.name, batch.index, batch.term, ct)],
+      })
+      for (const m of batch.modules ?? []) {
+        stmts.push({
+          sql: 'INSERT OR REPLACE INTO modules (namespace, version, hash, bytes, metadata, crc) VALUES (?, ?, ?, ?, ?, ?)',
+          args: [
+            this.config.name,
+            m.version,
+            m.hash,
+            m.bytes,
+            m.metadata,
+            crcModule(this.config.name, m.version, m.hash, m.bytes, m.metadata),
+          ],
+        })
+      }
+      await guard(this.dbConfig, () => this.transact(stmts, actors))
+      this.point = { index: batch.index, term: batch.term, conf }
+      return true
+    })
+  }
+
+  /** One write transaction; refused whole if an actor ends over `actorStateBytesMax`. */
+  private async transact(stmts: InStatement[], actors: string[]): Promise<void> {
+    const tx = await this.db().transaction('write')
+    try {
+      await tx.batch(stmts)
+      if (actors.length > 0) {
+        const over = await tx.execute({
+          sql: 'SELECT actor, bytes FROM actor_usage WHERE actor IN (SELECT value FROM json_each(?)) AND bytes > ? LIMIT 1',
+          args: [JSON.stringify(actors), this.limits.actorStateBytesMax],
+        })
+        const row = over.rows[0]
+        if (row) {
+          throw new StorageQuotaError(
+            'actorStateBytesMax',
+            String(row[0]),
+            `Cannot apply writes to actor '${String(row[0])}': state would be ${Number(row[1])} bytes, over actorStateBytesMax ${this.limits.actorStateBytesMax}`,
+          )
+        }
+      }
+      await tx.commit()
+    } finally {
+      tx.close()
+    }
+  }
+
+  async loadActor(
+    actor: string,
+    options?: { signal?: AbortSignal },
+  ): Promise<Array<[key: string, value: Uint8Array]>> {
+    options?.signal?.throwIfAborted()
+    const rs = await guard(this.dbConfig, () =>
+      this.db().execute({
+        sql: 'SELECT key, value, crc FROM kv WHERE actor = ? ORDER BY key',
+        args: [actor],
+      }),
+    )
+    return rs.rows.map((r) => this.verified(actor, r))
+  }
+
+  async get(actor: string, key: string, options?: { signal?: AbortSignal }): Promise<Uint8Array | undefined> {
+    options?.signal?.throwIfAborted()
+    const rs = await guard(this.dbConfig, () =>
+      this.db().execute({
+        sql: 'SELECT key, value, crc FROM kv WHERE actor = ? AND key = ?',
+        args: [actor, key],
+      }),
+    )
+    const row = rs.rows[0]
+    return row ? this.verified(actor, row)[1] : undefined
+  }
+
+  async list(
+    actor: string,
+    prefix: string,
+    page: { limit: number; after?: string },
+    options?: { signal?: AbortSignal },
+  ): Promise<StatePage> {
+    options?.signal?.throwIfAborted()
+    if (!Number.isInteger(page.limit) || page.limit < 1 || page.limit > this.limits.listLimitMax) {
+      throw new RangeError(
+        `Cannot list ${page.limit} keys: limit is 1 .. listLimitMax ${this.limits.listLimitMax}`,
+      )
+    }
+    const upper = prefixEnd(prefix)
+    const after = page.after
+    const sql = `SELECT key, value, crc FROM kv WHERE actor = ? AND key >= ? ${after === undefined ? '' : 'AND key > ?'}
+      ${upper === undefined ? '' : 'AND key < ?'} ORDER BY key LIMIT ?`
+    const args: Array<string | number> = [
+      actor,
+      prefix,
+      ...(after === undefined ? [] : [after]),
+      ...(upper === undefined ? [] : [upper]),
+    ]
+    args.push(page.limit + 1)
+    const rs = await guard(this.dbConfig, () => this.db().execute({ sql, args }))
+    const entries = rs.rows.slice(0, page.limit).map((r) => this.verified(actor, r))
+    return rs.rows.length > page.limit ? { entries, cursor: entries[entries.length - 1]![0] } : { entries }
+  }
+
+  async actorBytes(actor: string, options?: { signal?: AbortSignal }): Promise<number> {
+    options?.signal?.throwIfAborted()
+    const rs = await guard(this.dbConfig, () =>
+      this.db().execute({ sql: 'SELECT bytes FROM actor_usage WHERE actor = ?', args: [actor] }),
+    )
+    return Number(rs.rows[0]?.[0] ?? 0)
+  }
+
+  /** Bytes of keys and values of every actor of the namespace (kept incrementally). */
+  async namespaceBytes(options?: { signal?: AbortSignal }): Promise<number> {
+    options?.signal?.throwIfAborted()
+    const rs = await guard(this.dbConfig, () => this.db().execute('SELECT bytes FROM ns_meta WHERE id = 1'))
+    return Number(rs.rows[0]?.[0] ?? 0)
+  }
+
+  /** Deployed modules, oldest version first. */
+  async modules(options?: { signal?: AbortSignal }): Promise<ModuleRecord[]> {
+    options?.signal?.throwIfAborted()
+    const rs = await guard(this.dbConfig, () =>
+      this.db().execute('SELECT version, hash, bytes, metadata, crc FROM modules ORDER BY version'),
+    )
+    return rs.rows.map((r) => {
+      const m: ModuleRecord = {
+        version: Number(r[0]),
+        hash: String(r[1]),
+        bytes: blob(r[2]),
+        metadata: String(r[3]),
+      }
+      if (crcModule(this.config.name, m.version, m.hash, m.bytes, m.metadata) !== Number(r[4])) {
+        throw new StorageCorruptionError(this.path, `module version ${m.version} fails its checksum`)
+      }
+      return m
+    })
+  }
+
+  /** Closes the database; reads and writes after this throw `StorageClosedError`. */
+  async close(): Promise<void> {
+    await this.lock.run(async () => this.detach())
+  }
+
+  private verified(actor: string, row: Row): [string, Uint8Array] {
+    const key = String(row[0])
+    const value = blob(row[1])
+    if (crcKv(actor, key, value) !== Number(row[2])) {
+      throw new StorageCorruptionError(this.path, `key '${key}' of actor '${actor}' fails its checksum`)
+    }
+    return [key, value]
+  }
+}
+
+/**
+ * The smallest string above every string that starts with `prefix` (in UTF-8 byte order, which
+ * is code point order and SQLite's BINARY collation): the last code point plus one. Undefined when
+ * there is none (empty prefix, or only U+10FFFF).
+ */
+export function prefixEnd(prefix: string): string | undefined {
+  const cps = [...prefix].map((c) => c.codePointAt(0)!)
+  while (cps.length > 0) {
+    let last = cps.pop()! + 1
+    if (last === 0xd800) last = 0xe000
+    if (last <= 0x10ffff) return String.fromCodePoint(...cps, last)
+  }
+  return undefined
+}

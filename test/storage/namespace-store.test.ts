@@ -1,0 +1,206 @@
+import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import {
+  type NamespaceStore,
+  openNamespaceStore,
+  StorageLimitError,
+  StorageQuotaError,
+  validateNamespaceName,
+} from '../../storage/index.js'
+import { tempDir } from './helpers.js'
+
+const enc = new TextEncoder()
+const v = (s: string) => enc.encode(s)
+const conf = { voters: ['n1', 'n2'], learners: ['n3'] }
+
+describe('namespace store', () => {
+  let dir = ''
+  let remove: () => Promise<void> = async () => {}
+  let store: NamespaceStore | undefined
+  beforeEach(async () => {
+    ;({ dir, remove } = await tempDir())
+  })
+  afterEach(async () => {
+    await store?.close()
+    store = undefined
+    await remove()
+  })
+  const open = async (limits = {}) => {
+    await store?.close()
+    store = await openNamespaceStore({ dataDir: dir, name: 'chat', limits })
+    return store
+  }
+
+  it('stores, reads, overwrites and deletes actor keys', async () => {
+    const s = await open()
+    expect(await s.apply({ index: 1, term: 1, writes: [{ actor: 'a', key: 'x', value: v('1') }] })).toBe(true)
+    await s.apply({
+      index: 2,
+      term: 1,
+      writes: [
+        { actor: 'a', key: 'x', value: v('22') },
+        { actor: 'a', key: 'y', value: new Uint8Array() },
+        { actor: 'b', key: 'x', value: v('b') },
+      ],
+    })
+    expect(await s.get('a', 'x')).toEqual(v('22'))
+    expect(await s.get('a', 'y')).toEqual(new Uint8Array())
+    expect(await s.get('a', 'z')).toBeUndefined()
+    await s.apply({ index: 3, term: 2, writes: [{ actor: 'a', key: 'x', value: null }] })
+    expect(await s.loadActor('a')).toEqual([['y', new Uint8Array()]])
+    expect(s.applied()).toEqual({ index: 3, term: 2, conf: { voters: [], learners: [] } })
+  })
+
+  it('applies each batch exactly once across a reopen and keeps the applied point', async () => {
+    let s = await open()
+    await s.apply({ index: 5, term: 1, conf, writes: [{ actor: 'a', key: 'n', value: v('5') }] })
+    await s.apply({ index: 6, term: 1, writes: [{ actor: 'a', key: 'n', value: v('6') }] })
+    s = await open()
+    expect(s.applied()).toEqual({ index: 6, term: 1, conf })
+    expect(await s.apply({ index: 6, term: 1, writes: [{ actor: 'a', key: 'n', value: v('again') }] })).toBe(
+      false,
+    )
+    expect(await s.apply({ index: 4, term: 1, writes: [{ actor: 'a', key: 'n', value: v('old') }] })).toBe(
+      false,
+    )
+    expect(await s.get('a', 'n')).toEqual(v('6'))
+    expect(await s.apply({ index: 7, term: 2, writes: [{ actor: 'a', key: 'n', value: v('7') }] })).toBe(true)
+    expect(await s.get('a', 'n')).toEqual(v('7'))
+  })
+
+  it('lists keys by prefix in pages of limit with a cursor', async () => {
+    const s = await open()
+    const writes = []
+    for (let i = 0; i < 25; i++)
+      writes.push({ actor: 'a', key: `p/${String(i).padStart(2, '0')}`, value: v(`${i}`) })
+    writes.push({ actor: 'a', key: 'p0', value: v('-') }, { actor: 'a', key: 'o', value: v('-') })
+    writes.push({ actor: 'b', key: 'p/xx', value: v('-') })
+    await s.apply({ index: 1, term: 1, writes })
+    const seen: string[] = []
+    let after: string | undefined
+    const sizes: number[] = []
+    for (;;) {
+      const page = await s.list('a', 'p/', { limit: 10, after })
+      sizes.push(page.entries.length)
+      seen.push(...page.entries.map(([k]) => k))
+      if (!page.cursor) break
+      after = page.cursor
+    }
+    expect(sizes).toEqual([10, 10, 5])
+    expect(seen).toEqual(writes.slice(0, 25).map((w) => w.key))
+    expect((await s.list('a', '', { limit: 100 })).entries.map(([k]) => k)).toEqual(['o', ...seen, 'p0'])
+    expect((await s.list('a', 'p/2', { limit: 3 })).entries.map(([k]) => k)).toEqual(['p/20', 'p/21', 'p/22'])
+    await expect(s.list('a', '', { limit: 0 })).rejects.toThrow(RangeError)
+  })
+
+  it('lists keys by a prefix that ends in a non-ASCII character', async () => {
+    const s = await open()
+    const keys = ['é', 'éa', 'é\u{1F600}', 'ê', 'e']
+    await s.apply({ index: 1, term: 1, writes: keys.map((key) => ({ actor: 'a', key, value: v(key) })) })
+    expect((await s.list('a', 'é', { limit: 10 })).entries.map(([k]) => k)).toEqual(['é', 'éa', 'é\u{1F600}'])
+  })
+
+  it('keeps per-actor and namespace byte counts incrementally through sets, overwrites and deletes', async () => {
+    const s = await open()
+    await s.apply({
+      index: 1,
+      term: 1,
+      writes: [
+        { actor: 'a', key: 'k1', value: new Uint8Array(10) },
+        { actor: 'a', key: 'ключ', value: new Uint8Array(5) },
+        { actor: 'b', key: 'k', value: new Uint8Array(100) },
+      ],
+    })
+    expect(await s.actorBytes('a')).toBe(2 + 10 + 8 + 5)
+    expect(await s.actorBytes('b')).toBe(101)
+    await s.apply({
+      index: 2,
+      term: 1,
+      writes: [
+        { actor: 'a', key: 'k1', value: new Uint8Array(3) },
+        { actor: 'b', key: 'k', value: null },
+      ],
+    })
+    expect(await s.actorBytes('a')).toBe(2 + 3 + 8 + 5)
+    expect(await s.actorBytes('b')).toBe(0)
+    expect(await s.namespaceBytes()).toBe(18)
+  })
+
+  it('rejects keys, values and actor ids over their limits with a typed error naming the limit', async () => {
+    const s = await open({ keyBytesMax: 8, valueBytesMax: 16, actorIdBytesMax: 4 })
+    const attempt = (actor: string, key: string, size: number) =>
+      s.apply({ index: 1, term: 1, writes: [{ actor, key, value: new Uint8Array(size) }] })
+    await expect(attempt('a', 'ééééé', 1)).rejects.toMatchObject({ limit: 'keyBytesMax' })
+    await expect(attempt('a', 'k', 17)).rejects.toBeInstanceOf(StorageLimitError)
+    await expect(attempt('a', 'k', 17)).rejects.toMatchObject({
+      limit: 'valueBytesMax',
+      code: 'ACTORMESH_STORAGE_LIMIT',
+    })
+    await expect(attempt('actor', 'k', 1)).rejects.toMatchObject({ limit: 'actorIdBytesMax' })
+    await expect(attempt('a', '\uD800', 1)).rejects.toThrow(TypeError)
+    expect(s.applied().index).toBe(0)
+    await expect(attempt('a', 'kkkkkkkk', 16)).resolves.toBe(true)
+  })
+
+  it('refuses a whole batch that takes an actor over actorStateBytesMax and writes nothing', async () => {
+    const s = await open({ actorStateBytesMax: 100 })
+    await s.apply({ index: 1, term: 1, writes: [{ actor: 'a', key: 'k', value: new Uint8Array(50) }] })
+    const over = s.apply({
+      index: 2,
+      term: 1,
+      writes: [
+        { actor: 'b', key: 'k', value: new Uint8Array(10) },
+        { actor: 'a', key: 'k2', value: new Uint8Array(60) },
+      ],
+    })
+    await expect(over).rejects.toBeInstanceOf(StorageQuotaError)
+    await expect(over).rejects.toMatchObject({ limit: 'actorStateBytesMax', actor: 'a' })
+    expect(s.applied().index).toBe(1)
+    expect(await s.get('b', 'k')).toBeUndefined()
+    expect(await s.actorBytes('a')).toBe(51)
+    // shrinking one key while growing another stays within the quota
+    await s.apply({
+      index: 2,
+      term: 1,
+      writes: [
+        { actor: 'a', key: 'k', value: new Uint8Array(10) },
+        { actor: 'a', key: 'k2', value: new Uint8Array(60) },
+      ],
+    })
+    expect(await s.actorBytes('a')).toBe(11 + 62)
+  })
+
+  it('stores deployed modules with the applied batch', async () => {
+    const s = await open()
+    const mod = {
+      version: 1,
+      hash: 'ab'.repeat(32),
+      bytes: new Uint8Array([0, 97, 115, 109]),
+      metadata: '{"a":1}',
+    }
+    await s.apply({ index: 1, term: 1, writes: [], modules: [mod] })
+    await open()
+    expect(await store!.modules()).toEqual([mod])
+  })
+
+  it('refuses namespace names with separators, dots, control characters or upper case', async () => {
+    for (const bad of [
+      '',
+      '../x',
+      'a/b',
+      'a\\b',
+      '..',
+      '.',
+      'A',
+      'a\0',
+      'a\n',
+      'a.b',
+      'x'.repeat(64),
+      '__x',
+      '-a',
+    ]) {
+      expect(() => validateNamespaceName(bad), bad).toThrow(RangeError)
+      await expect(openNamespaceStore({ dataDir: dir, name: bad })).rejects.toThrow(RangeError)
+    }
+    for (const good of ['chat', '_system', 'a-b_c', '0', 'x'.repeat(63)]) validateNamespaceName(good)
+  })
+})
