@@ -2,7 +2,8 @@
  * `npm run sim -- --seeds 100000 [--from N] [--steps 500] [--nodes 5] [--no-faults]` runs many
  * seeds and prints progress and a summary; on a failure it prints the seed and the command that
  * replays it. `npm run sim -- --replay SEED [--steps 500] [--nodes 5]` replays one seed and prints
- * its trace (the last `--tail` lines, default 60) and the failure, if any.
+ * its trace (the last `--tail` lines, default 60) and the failure, if any. `--broken forget-vote`
+ * runs the deliberately broken Raft (see `SimulationOptions.broken`).
  */
 import { parseArgs } from 'node:util'
 import { replay, replayCommand, runSimulation, SimulationFailure } from './run.js'
@@ -16,6 +17,7 @@ const { values } = parseArgs({
     replay: { type: 'string' },
     tail: { type: 'string', default: '60' },
     'no-faults': { type: 'boolean', default: false },
+    broken: { type: 'string' },
   },
 })
 
@@ -29,6 +31,10 @@ function int(name: string, text: string | undefined): number {
 const steps = int('steps', values.steps)
 const nodes = int('nodes', values.nodes)
 const faults = !values['no-faults']
+if (values.broken !== undefined && values.broken !== 'forget-vote') {
+  throw new RangeError(`Cannot simulate broken mode '${values.broken}': only 'forget-vote' exists`)
+}
+const broken = values.broken === 'forget-vote' ? ('forget-vote' as const) : undefined
 
 if (values.replay !== undefined) {
   const seed = int('replay', values.replay)
@@ -36,7 +42,13 @@ if (values.replay !== undefined) {
   // Run once with the trace kept even on failure: trace lines are collected before the throw.
   const trace: string[] = []
   try {
-    const result = replay(seed, { steps, nodes, faults, onTrace: (line) => trace.push(line) })
+    const result = replay(seed, {
+      steps,
+      nodes,
+      faults,
+      ...(broken ? { broken } : {}),
+      onTrace: (line) => trace.push(line),
+    })
     for (const line of trace.slice(-tail)) console.log(line)
     console.log(JSON.stringify(result.stats, null, 2))
     console.log(`seed ${seed}: ok, trace hash ${result.traceHash}`)
@@ -54,7 +66,7 @@ if (values.replay !== undefined) {
   const progressEvery = Math.max(1, Math.floor(count / 20))
   for (let seed = from; seed < from + count; seed++) {
     try {
-      const r = runSimulation({ seed, steps, nodes, faults })
+      const r = runSimulation({ seed, steps, nodes, faults, ...(broken ? { broken } : {}) })
       totals.leadersElected += r.stats.leadersElected
       totals.committed += r.stats.commitIndex
       totals.snapshotsInstalled += r.stats.snapshotsInstalled
@@ -64,7 +76,9 @@ if (values.replay !== undefined) {
       failures++
       console.log(e instanceof SimulationFailure ? e.message : `seed ${seed}: ${String(e)}`)
       if (!(e instanceof SimulationFailure))
-        console.log(`  replay: ${replayCommand({ seed, steps, nodes, faults })}`)
+        console.log(
+          `  replay: ${replayCommand({ seed, steps, nodes, faults, ...(broken ? { broken } : {}) })}`,
+        )
       if (failures >= 10) break
     }
     const done = seed - from + 1

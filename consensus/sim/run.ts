@@ -60,7 +60,8 @@ const LIVENESS_DELIVERIES_MAX = 20_000
 
 /** The command that replays `seed` with the same options. */
 export function replayCommand(o: SimulationOptions): string {
-  const extra = o.faults === false ? ' --no-faults' : ''
+  let extra = o.faults === false ? ' --no-faults' : ''
+  if (o.broken !== undefined) extra += ` --broken ${o.broken}`
   return `npm run sim -- --replay ${o.seed} --steps ${o.steps ?? 500} --nodes ${o.nodes ?? 5}${extra}`
 }
 
