@@ -257,6 +257,23 @@ describe('membership changes one server at a time (thesis §4.1, §4.2.1)', () =
     expect(err.reason).toBe('pending-conf-change')
   })
 
+  it('membership: a removed server that never learns of its removal does not disrupt the cluster (thesis §4.2.3)', () => {
+    const net = new TestNetwork(ABC, THESIS, useSeed(71))
+    net.elect('a')
+    net.isolate('c')
+    net.raw('a').proposeConfChange({ type: ConfChangeType.RemoveNode, node: 'c' })
+    net.settle()
+    expect(net.raw('a').status().conf.voters).toEqual(['a', 'b'])
+    const term = net.raw('a').status().term
+    net.tickAll(3 * ET) // 'c' times out and campaigns, cut off
+    net.heal()
+    net.tickAll(3 * ET) // and keeps campaigning, now heard
+    expect(net.leaders()).toContain('a')
+    expect(net.raw('a').status().term).toBe(term)
+    net.propose('a', 'x')
+    expect(net.node('b').payloads()).toEqual(['x'])
+  })
+
   it('membership: a follower cannot propose a membership change', () => {
     const net = new TestNetwork(ABC, PAPER, useSeed(60))
     net.elect('a')

@@ -152,6 +152,27 @@ describe('§5.2 leader election', () => {
     expect(a.node.status()).toMatchObject({ term: 2, vote: 'b' })
   })
 
+  it('§5.2 a candidate rejects a vote request from another candidate of its term (it voted for itself)', () => {
+    const a = makeNode({ id: 'a', voters: ABC })
+    a.node.campaign()
+    drain(a)
+    a.node.step(msg({ type: MessageType.Vote, from: 'b', to: 'a', term: 1 }))
+    expect(ofType(drain(a), MessageType.VoteResp)).toMatchObject([{ to: 'b', reject: true }])
+    expect(a.node.status()).toMatchObject({ role: Role.Candidate, vote: 'a' })
+  })
+
+  it('§5.2 granting a vote restarts the election timer of a follower', () => {
+    const et = PAPER.electionTicks!
+    for (let seed = 1; seed <= 10; seed++) {
+      const a = makeNode({ id: 'a', voters: ABC, seed: useSeed(seed) })
+      for (let t = 0; t < et - 1; t++) a.node.tick()
+      a.node.step(msg({ type: MessageType.Vote, from: 'b', to: 'a', term: 1 }))
+      drain(a)
+      for (let t = 0; t < et - 1; t++) a.node.tick()
+      expect(a.node.status()).toMatchObject({ role: Role.Follower, term: 1, vote: 'b' })
+    }
+  })
+
   it('§5.2 a candidate that receives AppendEntries from a leader of its term steps down to follower', () => {
     const a = makeNode({ id: 'a', voters: ABC })
     a.node.campaign()
