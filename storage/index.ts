@@ -24,5 +24,12 @@ export {
   openNamespaceStore,
 } from './namespace-store.js'
 export { openRaftLogStore, type RaftLogStore, type RaftLogStoreConfig } from './raft-log-store.js'
+export {
+  createNamespaceSnapshot,
+  installNamespaceSnapshot,
+  type NamespaceSnapshot,
+  type NamespaceSnapshotMeta,
+  SNAPSHOT_CHUNK_BYTES_DEFAULT,
+} from './snapshot.js'
 export type { DbConfig } from './sqlite.js'
 export type { StatePage, StateReader, StateWrite } from './state-store.js'
