@@ -123,4 +123,49 @@ describe('§8 client interaction', () => {
     expect(net.node('c').appliedIndex).toBeGreaterThanOrEqual(commit)
     expect(termsOf(net.node('c')).length).toBe(commit)
   })
+
+  // BUG: the ReadIndex heartbeat round counts acknowledgments from learners toward the quorum
+  // (`handleHeartbeatResponse` -> `ReadOnly.recvAck` takes any member). A learner does not vote,
+  // so its answer does not show that no other leader exists: with voters {a, b, c} and learner d,
+  // a + d make "2 of 3". A leader cut off from every voter but in touch with a learner then
+  // serves reads at a stale commit index while a new leader commits writes. Only voters' acks
+  // may count (`acks ∩ voters ≥ quorum`).
+  it.fails("§8 (§6) a learner's heartbeat answer does not count toward confirming leadership for a ReadIndex", () => {
+    const a = makeNode({ id: 'a', voters: ABC, learners: ['d', 'e'] })
+    becomeLeaderByHand(a, ABC)
+    for (const v of ['b', 'c']) ack(a, v, 1)
+    drain(a)
+    const ctx = bytes('read-learner')
+    a.node.readIndex(ctx)
+    drain(a)
+    heartbeatAck(a, 'd', ctx)
+    heartbeatAck(a, 'e', ctx)
+    drain(a)
+    expect(a.readStates).toEqual([])
+  })
+
+  it.fails('§8 (§6) a leader cut off from every voter but a learner does not serve a stale ReadIndex', () => {
+    const conf = { voters: ABC, learners: ['d'] }
+    const net = new TestNetwork([...ABC, 'd'], { electionTicks: 10 }, useSeed(73), conf)
+    net.elect('a')
+    net.propose('a', 'x')
+    net.tickAll(1)
+    net.cutLink('a', 'b')
+    net.cutLink('a', 'c')
+    net.cutLink('b', 'd')
+    net.cutLink('c', 'd')
+    // 'a' is paused (not ticked) while 'b' and 'c' elect a new leader among themselves.
+    const newLeader = () => ['b', 'c'].find((id) => net.raw(id).status().role === Role.Leader)
+    for (let t = 0; t < 4 * 10 && !newLeader(); t++) {
+      net.raw('b').tick()
+      net.raw('c').tick()
+      net.settle()
+    }
+    const leader = newLeader()!
+    net.propose(leader, 'new')
+    const newCommit = net.raw(leader).status().commit
+    net.raw('a').readIndex(bytes('r'))
+    net.settle()
+    for (const rs of net.node('a').readStates) expect(rs.index).toBeGreaterThanOrEqual(newCommit)
+  })
 })
