@@ -100,6 +100,8 @@ export class Raft {
   electionElapsed = 0
   private randomizedElectionTimeout = 0
   private idleTicks = 0
+  /** Ticks left during which a restarted node refuses votes as if in a lease (see `stepHigherTerm`). */
+  private restartGuardTicks = 0
   private readonly readOnly = new ReadOnly()
   /** ReadIndex requests that arrived before the leader committed an entry of its term (§6.4). */
   private pendingReadIndex: Message[] = []
@@ -161,6 +163,8 @@ export class Raft {
       this.log.appliedTo(applied)
     }
     this.becomeFollower(this.term, NONE)
+    // Only lease reads rely on the promise, and a node that never had a term promised nothing.
+    if (this.readOnlyOption === 'lease' && hardState.term > 0) this.restartGuardTicks = this.electionTicks
   }
 
   /** Membership at restart = snapshot membership + conf changes already applied (see `applied`). */
@@ -263,6 +267,7 @@ export class Raft {
 
   tick(): void {
     this.tickCount++
+    if (this.restartGuardTicks > 0) this.restartGuardTicks--
     if (this.quiesced) return
     if (this.role === Role.Leader) this.tickLeader()
     else this.tickElection()
@@ -447,11 +452,14 @@ export class Raft {
     if (m.type === MessageType.Vote || m.type === MessageType.PreVote) {
       // Thesis §4.2.3: while a follower hears from a live leader it ignores votes, so a removed or
       // partitioned server cannot depose it. A transfer's vote is exempt: the leader asked for it.
+      // A node that restarted may have acknowledged a leader just before it went down, and that
+      // leader may still serve lease reads: it keeps the promise for an election timeout after
+      // starting, since it cannot know when it last heard from a leader.
+      const restarting = this.restartGuardTicks > 0
       const inLease =
         this.checkQuorum &&
         !this.quiesced &&
-        this.lead !== NONE &&
-        this.electionElapsed < this.electionTicks &&
+        (restarting || (this.lead !== NONE && this.electionElapsed < this.electionTicks)) &&
         !isTransfer(m.context)
       if (inLease) return false
     }
@@ -808,8 +816,11 @@ export class Raft {
   }
 
   private serveReadIndex(m: Message): void {
-    // A sole voter is the quorum: no other leader can exist, so its commit index is current.
-    if (this.conf.voters.length === 1 || (this.readOnlyOption === 'lease' && this.leaseValid())) {
+    // A sole voter is the quorum: no other leader can exist, so its commit index is current. A
+    // transfer breaks the lease on purpose (the transferee's vote request overrides followers'
+    // promises), so while one is under way reads take the heartbeat round.
+    const lease = this.readOnlyOption === 'lease' && this.leadTransferee === NONE && this.leaseValid()
+    if (this.conf.voters.length === 1 || lease) {
       this.answerRead(m, this.log.committed)
       return
     }

@@ -160,7 +160,12 @@ export class RawNode {
       committedEntries: r.log.nextCommittedEntries(r.maxCommittedBytesPerReady),
       messages: r.msgs,
       readStates: r.readStates,
-      mustSync: entries.length > 0 || hard.term !== this.prevHard.term || hard.vote !== this.prevHard.vote,
+      // A received snapshot is acknowledged in this Ready's messages, so it must be durable first.
+      mustSync:
+        entries.length > 0 ||
+        snapshot !== undefined ||
+        hard.term !== this.prevHard.term ||
+        hard.vote !== this.prevHard.vote,
     }
     if (!sameSoft(soft, this.prevSoft)) rd.softState = soft
     if (!sameHard(hard, this.prevHard)) rd.hardState = hard
