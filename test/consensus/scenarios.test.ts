@@ -16,6 +16,32 @@ const files = readdirSync(dir)
   .sort()
 const update = process.env.UPDATE_SCENARIOS === '1'
 
+describe('scenario script format', () => {
+  const text = '# a comment\nadd-nodes 1 voters=(1)\n----\nwrong\n\nno-such-command 1\n----\nx\n'
+
+  test('renderScript reproduces a parsed script when the outputs equal the expectations', () => {
+    const script = parseScript(text)
+    expect(
+      renderScript(
+        script,
+        script.blocks.map((b) => b.expected),
+      ),
+    ).toBe(text)
+  })
+
+  test('runScript prints a failing command as an error line and firstMismatch points at it', () => {
+    const script = parseScript(text)
+    const outputs = runScript(script)
+    expect(outputs[0]).toEqual(['1: voters=(1) learners=()'])
+    expect(outputs[1]?.[0]).toMatch(/^error: TypeError: Cannot run 'no-such-command'/)
+    expect(firstMismatch(script, outputs)?.line).toBe(2)
+  })
+
+  test('parseScript rejects a command that is not followed by a separator', () => {
+    expect(() => parseScript('status 1\nok\n')).toThrow(SyntaxError)
+  })
+})
+
 describe('raft scenario scripts', () => {
   test('the testdata folder holds scripts', () => {
     expect(files.length).toBeGreaterThan(0)

@@ -4,14 +4,7 @@
  */
 import { type NodeId, type RaftConfig, Role } from '../../../consensus/index.js'
 import type { ScenarioCluster } from './cluster.js'
-import {
-  byNodeId,
-  CONF_CHANGE_NAMES,
-  formatConf,
-  formatEntry,
-  formatMessage,
-  formatStatus,
-} from './format.js'
+import { CONF_CHANGE_NAMES, formatConf, formatEntry, formatMessage, formatStatus } from './format.js'
 
 const enc = new TextEncoder()
 
@@ -289,5 +282,3 @@ export function runCommand(cluster: ScenarioCluster, line: string): string[] {
   if (!handler) throw new TypeError(`Cannot run '${c.name}': unknown command`)
   return handler(cluster, c)
 }
-
-export const commandNames = (): string[] => Object.keys(COMMANDS).sort(byNodeId)
