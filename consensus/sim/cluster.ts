@@ -8,6 +8,7 @@ import {
   type Message,
   MessageType,
   type NodeId,
+  type ReadState,
 } from '../types.js'
 import { InvariantChecker, InvariantViolation } from './invariants.js'
 import { type MessageFaults, Network, NO_FAULTS } from './network.js'
@@ -21,6 +22,8 @@ export interface ClusterStats {
   proposalsDropped: number
   readIndexes: number
   readsServed: number
+  /** ReadIndex answers checked for linearizability. */
+  readsChecked: number
   transfers: number
   confChangesProposed: number
   confChangesApplied: number
@@ -44,6 +47,9 @@ export interface ClusterOptions {
   inflightMessagesMax: number
 }
 
+/** Read requests whose answer is awaited for the linearizability check, at most. */
+const READS_TRACKED_MAX = 1024
+
 /** Readies handled per node per step at most: a Ready loop that never settles is a bug. */
 const READY_ROUNDS_MAX = 64
 
@@ -62,6 +68,7 @@ export class Cluster {
     proposalsDropped: 0,
     readIndexes: 0,
     readsServed: 0,
+    readsChecked: 0,
     transfers: 0,
     confChangesProposed: 0,
     confChangesApplied: 0,
@@ -74,6 +81,8 @@ export class Cluster {
   private readonly byId = new Map<NodeId, SimNode>()
   private nextPayload = 0
   private nextRead = 0
+  /** Read context → the commit index known when the read was issued. */
+  private readonly readsIssued = new Map<string, number>()
   private confAppliedMax = 0
   private maxLeaderTerm = 0
   /** Set when the entry with this payload key is applied anywhere (liveness probe). */
@@ -91,6 +100,7 @@ export class Cluster {
       checker: this.checker,
       send: (m: Message) => this.network.send(m),
       onApplied: (_id: NodeId, e: Entry) => this.onApplied(e),
+      onReadState: (id: NodeId, rs: ReadState) => this.onReadState(id, rs),
       forgetVote: options.forgetVote,
     }
     const snapshots = { everyEntries: 8, keepEntries: 2 }
@@ -153,7 +163,9 @@ export class Cluster {
 
   readIndex(at: SimNode): void {
     this.stats.readIndexes++
-    const context = new TextEncoder().encode(`r${this.nextRead++}`)
+    const name = `r${this.nextRead++}`
+    const context = new TextEncoder().encode(name)
+    if (this.readsIssued.size < READS_TRACKED_MAX) this.readsIssued.set(name, this.checker.commitIndex)
     this.guard(() => at.raw?.readIndex(context))
   }
 
@@ -242,6 +254,26 @@ export class Cluster {
     } catch (e) {
       if (!(e instanceof ProposalDroppedError)) throw e
       this.stats.proposalsDropped++
+    }
+  }
+
+  /**
+   * A read point must cover every write committed before the read was issued (linearizability,
+   * thesis §6.4). Lease reads rely on bounded clock drift, which single-node ticks break, so only
+   * ReadIndex ('safe') answers are held to it.
+   */
+  private onReadState(id: NodeId, rs: ReadState): void {
+    const name = new TextDecoder().decode(rs.context)
+    const issuedAt = this.readsIssued.get(name)
+    if (issuedAt === undefined) return
+    this.readsIssued.delete(name)
+    if (this.options.settings.readOnly !== 'safe') return
+    this.stats.readsChecked++
+    if (rs.index < issuedAt) {
+      throw new InvariantViolation(
+        'linearizable-read',
+        `'${id}' got read point ${rs.index} for '${name}', issued after commit ${issuedAt}`,
+      )
     }
   }
 

@@ -10,6 +10,7 @@ export type Invariant =
   | 'state-machine-safety'
   | 'commit-monotonic'
   | 'committed-entry-lost'
+  | 'linearizable-read'
   | 'liveness'
 
 /** A broken invariant: a bug in Raft (or in the simulator's driving of it), never bad input. */

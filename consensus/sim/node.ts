@@ -6,6 +6,7 @@ import {
   type Message,
   NONE,
   type NodeId,
+  type ReadState,
   type Ready,
   Role,
   type Snapshot,
@@ -39,6 +40,7 @@ export interface SimNodeEnv {
   checker: InvariantChecker
   send(m: Message): void
   onApplied(id: NodeId, e: Entry): void
+  onReadState(id: NodeId, rs: ReadState): void
   /** A deliberately broken node: it does not persist its vote, so a restart forgets it. */
   forgetVote: boolean
 }
@@ -133,7 +135,10 @@ export class SimNode {
     for (const m of rd.messages) this.env.send(m)
     if (crashAt === 'after-send') return this.crashed()
     if (!this.apply(raw, rd, crashAt === 'mid-apply')) return this.crashed()
-    for (const rs of rd.readStates) this.pendingReads.push(rs.index)
+    for (const rs of rd.readStates) {
+      this.env.onReadState(this.id, rs)
+      this.pendingReads.push(rs.index)
+    }
     this.serveReads()
     raw.advance(rd)
     this.maybeSnapshot(raw)

@@ -202,19 +202,21 @@ describe('runSimulation', () => {
     expect(r.traceHash).toBe(runSimulation({ seed: 777, steps: 100 }).traceHash)
   })
 
-  it('elects leaders, commits, installs snapshots and changes membership over a few seeds', () => {
-    const totals = { leaders: 0, committed: 0, snapshots: 0, confChanges: 0 }
+  it('elects leaders, commits, installs snapshots, changes membership and checks reads over a few seeds', () => {
+    const totals = { leaders: 0, committed: 0, snapshots: 0, confChanges: 0, readsChecked: 0 }
     for (let seed = 0; seed < 40; seed++) {
       const s = runSimulation({ seed }).stats
       totals.leaders += s.leadersElected
       totals.committed += s.commitIndex
       totals.snapshots += s.snapshotsInstalled
       totals.confChanges += s.confChangesApplied
+      totals.readsChecked += s.readsChecked
     }
     expect(totals.leaders).toBeGreaterThan(40)
     expect(totals.committed).toBeGreaterThan(400)
     expect(totals.snapshots).toBeGreaterThan(0)
     expect(totals.confChanges).toBeGreaterThan(0)
+    expect(totals.readsChecked).toBeGreaterThan(0)
   })
 
   it('rejects fewer than three nodes', () => {
