@@ -78,7 +78,9 @@ export function makeNode(spec: NodeSpec): TestNode {
   const storage = MemoryStorage.bootstrap(conf)
   if (spec.log) storage.append(spec.log)
   storage.setHardState({ term: 0, vote: NONE, commit: 0, ...spec.hardState })
-  return new TestNode(spec.id, storage, { ...PAPER, ...spec.config }, spec.seed ?? 1)
+  const seed = spec.seed ?? 1
+  currentSeed ??= seed
+  return new TestNode(spec.id, storage, { ...PAPER, ...spec.config }, seed)
 }
 
 /** Handles every pending Ready of `node` (persist, apply, advance) and returns their messages. */
