@@ -294,6 +294,23 @@ describe('membership changes one server at a time (thesis §4.1, §4.2.1)', () =
     expect(net.node('b').payloads()).toEqual(['x'])
   })
 
+  // BUG: a membership change that leaves no voter is accepted. Removing (or demoting) the last
+  // voter commits, the leader steps down, and the group can never elect a leader again (its
+  // learners cannot campaign). etcd refuses such a change ("removed all voters"); here
+  // `proposeConfChange` should throw (a RangeError, the argument is invalid for this membership)
+  // and append nothing.
+  it.fails('membership: a change that would leave the group without a voter is refused and nothing is appended', () => {
+    for (const type of [ConfChangeType.RemoveNode, ConfChangeType.AddLearner]) {
+      const net = new TestNetwork(['a', 'd'], PAPER, useSeed(74), { voters: ['a'], learners: ['d'] })
+      net.elect('a')
+      const before = net.raw('a').status()
+      expect(() => net.raw('a').proposeConfChange({ type, node: 'a' })).toThrow()
+      net.settle()
+      expect(net.raw('a').status()).toMatchObject({ lastIndex: before.lastIndex, conf: before.conf })
+      expect(net.leaders()).toEqual(['a'])
+    }
+  })
+
   it('membership: a follower cannot propose a membership change', () => {
     const net = new TestNetwork(ABC, PAPER, useSeed(60))
     net.elect('a')
