@@ -2,9 +2,10 @@
  * Raft paper rules for log replication and safety (Figure 2 AppendEntries, "Rules for Servers";
  * §5.3, §5.4.2, §5.5), one test per rule, in the manner of etcd's raft_paper_test.go.
  */
+import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import { type Message, MessageType, Role } from '../../consensus/index.js'
-import { bytes, TestNetwork, type TestNode, text } from './harness.js'
+import { bytes, seededRandom, TestNetwork, type TestNode, text } from './harness.js'
 import {
   becomeLeaderByHand,
   drain,
@@ -21,6 +22,7 @@ import {
 
 const ABC = ['a', 'b', 'c']
 const FIVE = ['a', 'b', 'c', 'd', 'e']
+const SEED = 20_251_126
 
 /** A leader of `voters` whose no-op (index 1) every follower has acknowledged. */
 function leaderWithAckedNoop(voters: string[]): TestNode {
@@ -328,5 +330,88 @@ describe('§5.5 retries after lost messages', () => {
     expect(net.raw('a').status().commit).toBe(2)
     net.tickAll(5 * PAPER.electionTicks!)
     for (const id of ABC) expect(net.node(id).payloads()).toEqual(['w', 'x'])
+  })
+})
+
+describe('§5.4.3 safety under faults (property)', () => {
+  type Op =
+    | { kind: 'tick' }
+    | { kind: 'propose' }
+    | { kind: 'isolate'; node: number }
+    | { kind: 'heal' }
+    | { kind: 'drop'; percent: number }
+    | { kind: 'restart'; node: number }
+  const arbOp: fc.Arbitrary<Op> = fc.oneof(
+    { weight: 6, arbitrary: fc.constant<Op>({ kind: 'tick' }) },
+    { weight: 4, arbitrary: fc.constant<Op>({ kind: 'propose' }) },
+    { weight: 1, arbitrary: fc.nat(4).map<Op>((node) => ({ kind: 'isolate', node })) },
+    { weight: 1, arbitrary: fc.constant<Op>({ kind: 'heal' }) },
+    {
+      weight: 1,
+      arbitrary: fc.integer({ min: 0, max: 60 }).map<Op>((percent) => ({ kind: 'drop', percent })),
+    },
+    { weight: 1, arbitrary: fc.nat(4).map<Op>((node) => ({ kind: 'restart', node })) },
+  )
+
+  /** Election Safety and State Machine Safety (Figure 3), checked after every step. */
+  function checkSafety(net: TestNetwork, leaderOfTerm: Map<number, string>): void {
+    for (const n of net.nodes.values()) {
+      const s = n.node.status()
+      if (s.role !== Role.Leader) continue
+      const known = leaderOfTerm.get(s.term)
+      expect(known === undefined || known === n.id, `two leaders in term ${s.term}`).toBe(true)
+      leaderOfTerm.set(s.term, n.id)
+    }
+    const byIndex = new Map<number, string>()
+    for (const n of net.nodes.values()) {
+      for (const e of n.applied) {
+        const key = `${e.term}:${text(e.data)}`
+        const seen = byIndex.get(e.index)
+        expect(seen === undefined || seen === key, `index ${e.index} applied as ${seen} and ${key}`).toBe(
+          true,
+        )
+        byIndex.set(e.index, key)
+      }
+    }
+  }
+
+  it('§5.4.3 at most one leader per term and one entry applied per index, under partitions, drops and restarts; then progress after healing', () => {
+    const ids = ['a', 'b', 'c', 'd', 'e']
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 1_000_000 }),
+        fc.array(arbOp, { maxLength: 150 }),
+        (seed, ops) => {
+          const net = new TestNetwork(ids, { electionTicks: 10 }, seed)
+          const random = seededRandom(seed)
+          const leaderOfTerm = new Map<number, string>()
+          let proposals = 0
+          for (const op of ops) {
+            if (op.kind === 'tick') net.tickAll(1)
+            else if (op.kind === 'isolate') net.isolate(ids[op.node]!)
+            else if (op.kind === 'heal') net.heal()
+            else if (op.kind === 'drop') net.filter = () => random(100) >= op.percent
+            else if (op.kind === 'restart') net.node(ids[op.node]!).restart(seed + op.node)
+            else {
+              const leader = net.leaders()[0]
+              if (leader) {
+                net.raw(leader).propose(bytes(`v${proposals++}`))
+                net.settle()
+              }
+            }
+            checkSafety(net, leaderOfTerm)
+          }
+          net.heal()
+          net.tickAll(6 * 10)
+          checkSafety(net, leaderOfTerm)
+          const leaders = net.leaders()
+          expect(leaders).toHaveLength(1)
+          net.propose(leaders[0]!, 'final')
+          net.tickAll(2)
+          for (const id of ids) expect(net.node(id).payloads().at(-1)).toBe('final')
+        },
+      ),
+      { seed: SEED, numRuns: 60 },
+    )
   })
 })
