@@ -4,7 +4,13 @@
  */
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
-import { type Message, MessageType, Role } from '../../consensus/index.js'
+import {
+  ConfChangeType,
+  type Message,
+  MessageType,
+  ProposalDroppedError,
+  Role,
+} from '../../consensus/index.js'
 import { bytes, seededRandom, TestNetwork, type TestNode, text } from './harness.js'
 import {
   becomeLeaderByHand,
@@ -341,6 +347,7 @@ describe('§5.4.3 safety under faults (property)', () => {
     | { kind: 'heal' }
     | { kind: 'drop'; percent: number }
     | { kind: 'restart'; node: number }
+    | { kind: 'toggle'; node: number }
   const arbOp: fc.Arbitrary<Op> = fc.oneof(
     { weight: 6, arbitrary: fc.constant<Op>({ kind: 'tick' }) },
     { weight: 4, arbitrary: fc.constant<Op>({ kind: 'propose' }) },
@@ -351,7 +358,24 @@ describe('§5.4.3 safety under faults (property)', () => {
       arbitrary: fc.integer({ min: 0, max: 60 }).map<Op>((percent) => ({ kind: 'drop', percent })),
     },
     { weight: 1, arbitrary: fc.nat(4).map<Op>((node) => ({ kind: 'restart', node })) },
+    { weight: 1, arbitrary: fc.nat(4).map<Op>((node) => ({ kind: 'toggle', node })) },
   )
+
+  /** Demotes a voter to learner or promotes a learner, one at a time, keeping at least 3 voters. */
+  function toggle(net: TestNetwork, id: string): void {
+    const leader = net.leaders()[0]
+    if (!leader) return
+    const { voters } = net.raw(leader).status().conf
+    const isVoter = voters.includes(id)
+    if (isVoter && voters.length <= 3) return
+    const type = isVoter ? ConfChangeType.AddLearner : ConfChangeType.AddNode
+    try {
+      net.raw(leader).proposeConfChange({ type, node: id })
+    } catch (e) {
+      if (!(e instanceof ProposalDroppedError)) throw e
+    }
+    net.settle()
+  }
 
   /** Election Safety and State Machine Safety (Figure 3), checked after every step. */
   function checkSafety(net: TestNetwork, leaderOfTerm: Map<number, string>): void {
@@ -375,12 +399,12 @@ describe('§5.4.3 safety under faults (property)', () => {
     }
   }
 
-  it('§5.4.3 at most one leader per term and one entry applied per index, under partitions, drops and restarts; then progress after healing', () => {
+  it('§5.4.3 at most one leader per term and one entry applied per index, under partitions, drops, restarts and membership changes; then progress after healing', () => {
     const ids = ['a', 'b', 'c', 'd', 'e']
     fc.assert(
       fc.property(
         fc.integer({ min: 1, max: 1_000_000 }),
-        fc.array(arbOp, { maxLength: 150 }),
+        fc.array(arbOp, { minLength: 100, maxLength: 300 }),
         (seed, ops) => {
           const net = new TestNetwork(ids, { electionTicks: 10 }, seed)
           const random = seededRandom(seed)
@@ -392,6 +416,7 @@ describe('§5.4.3 safety under faults (property)', () => {
             else if (op.kind === 'heal') net.heal()
             else if (op.kind === 'drop') net.filter = () => random(100) >= op.percent
             else if (op.kind === 'restart') net.node(ids[op.node]!).restart(seed + op.node)
+            else if (op.kind === 'toggle') toggle(net, ids[op.node]!)
             else {
               const leader = net.leaders()[0]
               if (leader) {
@@ -411,7 +436,7 @@ describe('§5.4.3 safety under faults (property)', () => {
           for (const id of ids) expect(net.node(id).payloads().at(-1)).toBe('final')
         },
       ),
-      { seed: SEED, numRuns: 60 },
+      { seed: SEED, numRuns: 40 },
     )
   })
 })
