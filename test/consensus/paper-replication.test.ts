@@ -404,7 +404,7 @@ describe('§5.4.3 safety under faults (property)', () => {
     fc.assert(
       fc.property(
         fc.integer({ min: 1, max: 1_000_000 }),
-        fc.array(arbOp, { minLength: 100, maxLength: 300 }),
+        fc.array(arbOp, { minLength: 100, maxLength: 200 }),
         (seed, ops) => {
           const net = new TestNetwork(ids, { electionTicks: 10 }, seed)
           const random = seededRandom(seed)
@@ -436,7 +436,7 @@ describe('§5.4.3 safety under faults (property)', () => {
           for (const id of ids) expect(net.node(id).payloads().at(-1)).toBe('final')
         },
       ),
-      { seed: SEED, numRuns: 40 },
+      { seed: SEED, numRuns: 20 },
     )
   })
 })
