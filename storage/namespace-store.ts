@@ -20,7 +20,7 @@ import {
   validateNamespaceName,
   writeStatements,
 } from './namespace-schema.js'
-import { blob, type DbConfig, guard, openDb, SerialLock } from './sqlite.js'
+import { blob, checkpoint, type DbConfig, ensureSchema, guard, openDb, SerialLock, text } from './sqlite.js'
 import type { StatePage, StateReader, StateWrite } from './state-store.js'
 
 /** Options of `openNamespaceStore`. */
@@ -117,9 +117,11 @@ export class NamespaceStore implements StateReader {
     const db = this.dbConfig
     const client = await openDb(db)
     try {
-      await guard(db, () => client.batch(NAMESPACE_SCHEMA, 'write'))
+      await ensureSchema(db, client, NAMESPACE_SCHEMA)
       const rs = await guard(db, () =>
-        client.execute('SELECT namespace, applied_index, applied_term, conf, crc FROM ns_meta WHERE id = 1'),
+        client.execute(
+          'SELECT CAST(namespace AS BLOB), applied_index, applied_term, CAST(conf AS BLOB), crc FROM ns_meta WHERE id = 1',
+        ),
       )
       const row = rs.rows[0]
       if (!row) {
@@ -143,10 +145,10 @@ export class NamespaceStore implements StateReader {
 
   private readMeta(row: Row): AppliedPoint {
     const [name, index, term, conf, crc] = [
-      String(row[0]),
+      this.text(row[0]),
       Number(row[1]),
       Number(row[2]),
-      String(row[3]),
+      this.text(row[3]),
       row[4],
     ]
     if (name !== this.config.name || crcMeta(name, index, term, conf) !== Number(crc)) {
@@ -218,15 +220,15 @@ export class NamespaceStore implements StateReader {
       await tx.batch(stmts)
       if (actors.length > 0) {
         const over = await tx.execute({
-          sql: 'SELECT actor, bytes FROM actor_usage WHERE actor IN (SELECT value FROM json_each(?)) AND bytes > ? LIMIT 1',
+          sql: 'SELECT CAST(actor AS BLOB), bytes FROM actor_usage WHERE actor IN (SELECT value FROM json_each(?)) AND bytes > ? LIMIT 1',
           args: [JSON.stringify(actors), this.limits.actorStateBytesMax],
         })
         const row = over.rows[0]
         if (row) {
           throw new StorageQuotaError(
             'actorStateBytesMax',
-            String(row[0]),
-            `Cannot apply writes to actor '${String(row[0])}': state would be ${Number(row[1])} bytes, over actorStateBytesMax ${this.limits.actorStateBytesMax}`,
+            this.text(row[0]),
+            `Cannot apply writes to actor '${this.text(row[0])}': state would be ${Number(row[1])} bytes, over actorStateBytesMax ${this.limits.actorStateBytesMax}`,
           )
         }
       }
@@ -243,7 +245,7 @@ export class NamespaceStore implements StateReader {
     options?.signal?.throwIfAborted()
     const rs = await guard(this.dbConfig, () =>
       this.db().execute({
-        sql: 'SELECT key, value, crc FROM kv WHERE actor = ? ORDER BY key',
+        sql: 'SELECT CAST(key AS BLOB), value, crc FROM kv WHERE actor = ? ORDER BY key',
         args: [actor],
       }),
     )
@@ -254,7 +256,7 @@ export class NamespaceStore implements StateReader {
     options?.signal?.throwIfAborted()
     const rs = await guard(this.dbConfig, () =>
       this.db().execute({
-        sql: 'SELECT key, value, crc FROM kv WHERE actor = ? AND key = ?',
+        sql: 'SELECT CAST(key AS BLOB), value, crc FROM kv WHERE actor = ? AND key = ?',
         args: [actor, key],
       }),
     )
@@ -276,7 +278,7 @@ export class NamespaceStore implements StateReader {
     }
     const upper = prefixEnd(prefix)
     const after = page.after
-    const sql = `SELECT key, value, crc FROM kv WHERE actor = ? AND key >= ? ${after === undefined ? '' : 'AND key > ?'}
+    const sql = `SELECT CAST(key AS BLOB), value, crc FROM kv WHERE actor = ? AND key >= ? ${after === undefined ? '' : 'AND key > ?'}
       ${upper === undefined ? '' : 'AND key < ?'} ORDER BY key LIMIT ?`
     const args: Array<string | number> = [
       actor,
@@ -309,14 +311,16 @@ export class NamespaceStore implements StateReader {
   async modules(options?: { signal?: AbortSignal }): Promise<ModuleRecord[]> {
     options?.signal?.throwIfAborted()
     const rs = await guard(this.dbConfig, () =>
-      this.db().execute('SELECT version, hash, bytes, metadata, crc FROM modules ORDER BY version'),
+      this.db().execute(
+        'SELECT version, CAST(hash AS BLOB), bytes, CAST(metadata AS BLOB), crc FROM modules ORDER BY version',
+      ),
     )
     return rs.rows.map((r) => {
       const m: ModuleRecord = {
         version: Number(r[0]),
-        hash: String(r[1]),
-        bytes: blob(r[2]),
-        metadata: String(r[3]),
+        hash: this.text(r[1]),
+        bytes: blob(r[2], this.path),
+        metadata: this.text(r[3]),
       }
       if (crcModule(this.config.name, m.version, m.hash, m.bytes, m.metadata) !== Number(r[4])) {
         throw new StorageCorruptionError(this.path, `module version ${m.version} fails its checksum`)
@@ -327,12 +331,19 @@ export class NamespaceStore implements StateReader {
 
   /** Closes the database; reads and writes after this throw `StorageClosedError`. */
   async close(): Promise<void> {
-    await this.lock.run(async () => this.detach())
+    await this.lock.run(async () => {
+      if (this.client) await checkpoint(this.dbConfig, this.client)
+      this.detach()
+    })
+  }
+
+  private text(value: unknown): string {
+    return text(value, this.path)
   }
 
   private verified(actor: string, row: Row): [string, Uint8Array] {
-    const key = String(row[0])
-    const value = blob(row[1])
+    const key = this.text(row[0])
+    const value = blob(row[1], this.path)
     if (crcKv(actor, key, value) !== Number(row[2])) {
       throw new StorageCorruptionError(this.path, `key '${key}' of actor '${actor}' fails its checksum`)
     }

@@ -21,7 +21,7 @@ import {
 } from '../consensus/index.js'
 import { StorageClosedError } from './errors.js'
 import { crcGroupRow, crcSnapshotRow, entryInserts, loadGroups } from './raft-rows.js'
-import { type DbConfig, guard, openDb, SerialLock } from './sqlite.js'
+import { checkpoint, type DbConfig, ensureSchema, guard, openDb, SerialLock } from './sqlite.js'
 
 /** Options of `openRaftLogStore`. */
 export interface RaftLogStoreConfig extends DbConfig {
@@ -52,7 +52,7 @@ export async function openRaftLogStore(
   options?.signal?.throwIfAborted()
   const client = await openDb(config)
   try {
-    await guard(config, () => client.batch(SCHEMA, 'write'))
+    await ensureSchema(config, client, SCHEMA)
     const views = await guard(config, () => loadGroups(client, config.path))
     config.logger?.info({ path: config.path, groups: views.size }, 'raft log store opened')
     return new RaftLogStore(client, config, views)
@@ -173,6 +173,7 @@ export class RaftLogStore implements LogStore {
       if (this.closed) return
       try {
         if (this.unsaved.size > 0) await this.commit([])
+        await checkpoint(this.config, this.client)
       } finally {
         this.closed = true
         this.client.close()

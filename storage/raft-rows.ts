@@ -6,7 +6,7 @@ import { crc32 } from 'node:zlib'
 import type { Client, InStatement } from '@libsql/client'
 import { type ConfState, type Entry, type HardState, MemoryStorage } from '../consensus/index.js'
 import { StorageCorruptionError } from './errors.js'
-import { blob } from './sqlite.js'
+import { blob, text } from './sqlite.js'
 
 /** Rows per INSERT statement: fewer statements to prepare, well under SQLite's variable limit. */
 const ENTRY_ROWS_PER_INSERT = 128
@@ -66,12 +66,12 @@ interface SnapshotRow {
 
 async function readGroupRows(client: Client, path: string): Promise<Map<string, GroupRow>> {
   const rs = await client.execute(
-    'SELECT grp, term, vote, commit_index, compact_index, compact_term, crc FROM raft_group',
+    'SELECT CAST(grp AS BLOB), term, CAST(vote AS BLOB), commit_index, compact_index, compact_term, crc FROM raft_group',
   )
   const out = new Map<string, GroupRow>()
   for (const r of rs.rows) {
-    const group = String(r[0])
-    const hs: HardState = { term: Number(r[1]), vote: String(r[2]), commit: Number(r[3]) }
+    const group = text(r[0], path)
+    const hs: HardState = { term: Number(r[1]), vote: text(r[2], path), commit: Number(r[3]) }
     const row = { hs, compactIndex: Number(r[4]), compactTerm: Number(r[5]) }
     if (crcGroupRow(group, hs, row.compactIndex, row.compactTerm) !== Number(r[6])) {
       throw new StorageCorruptionError(path, `hard state of group '${group}' fails its checksum`)
@@ -82,12 +82,14 @@ async function readGroupRows(client: Client, path: string): Promise<Map<string, 
 }
 
 async function readSnapshotRows(client: Client, path: string): Promise<Map<string, SnapshotRow>> {
-  const rs = await client.execute('SELECT grp, idx, term, conf, data, crc FROM raft_snapshot')
+  const rs = await client.execute(
+    'SELECT CAST(grp AS BLOB), idx, term, CAST(conf AS BLOB), data, crc FROM raft_snapshot',
+  )
   const out = new Map<string, SnapshotRow>()
   for (const r of rs.rows) {
-    const group = String(r[0])
-    const conf = String(r[3])
-    const data = blob(r[4])
+    const group = text(r[0], path)
+    const conf = text(r[3], path)
+    const data = blob(r[4], path)
     if (crcSnapshotRow(group, Number(r[1]), Number(r[2]), conf, data) !== Number(r[5])) {
       throw new StorageCorruptionError(path, `snapshot of group '${group}' fails its checksum`)
     }
@@ -97,15 +99,17 @@ async function readSnapshotRows(client: Client, path: string): Promise<Map<strin
 }
 
 async function readEntries(client: Client, path: string): Promise<Map<string, Entry[]>> {
-  const rs = await client.execute('SELECT grp, idx, term, type, data, crc FROM raft_entry ORDER BY grp, idx')
+  const rs = await client.execute(
+    'SELECT CAST(grp AS BLOB), idx, term, type, data, crc FROM raft_entry ORDER BY grp, idx',
+  )
   const out = new Map<string, Entry[]>()
   for (const r of rs.rows) {
-    const group = String(r[0])
+    const group = text(r[0], path)
     const e: Entry = {
       index: Number(r[1]),
       term: Number(r[2]),
       type: Number(r[3]) as Entry['type'],
-      data: blob(r[4]),
+      data: blob(r[4], path),
     }
     if (crcEntry(group, e) !== Number(r[5])) {
       throw new StorageCorruptionError(path, `entry ${e.index} of group '${group}' fails its checksum`)

@@ -11,7 +11,7 @@ import { dirname } from 'node:path'
 import { assert, type ConfState, cloneConf } from '../consensus/index.js'
 import { StorageCorruptionError } from './errors.js'
 import type { NamespaceStore } from './namespace-store.js'
-import { guard, openDb } from './sqlite.js'
+import { guard, openDb, text } from './sqlite.js'
 
 /** Default bytes per snapshot chunk: large enough for throughput, small enough for one frame. */
 export const SNAPSHOT_CHUNK_BYTES_DEFAULT = 1024 * 1024
@@ -151,12 +151,12 @@ async function checkReceived(store: NamespaceStore, tmp: string, meta: Namespace
   const client = await openDb(config)
   try {
     const rs = await guard(config, () =>
-      client.execute('SELECT namespace, applied_index, applied_term FROM ns_meta WHERE id = 1'),
+      client.execute('SELECT CAST(namespace AS BLOB), applied_index, applied_term FROM ns_meta WHERE id = 1'),
     )
     const row = rs.rows[0]
     if (
       !row ||
-      String(row[0]) !== meta.namespace ||
+      text(row[0], tmp) !== meta.namespace ||
       Number(row[1]) !== meta.index ||
       Number(row[2]) !== meta.term
     ) {

@@ -94,7 +94,9 @@ export async function openDb(config: DbConfig): Promise<Client> {
     await client.execute('PRAGMA synchronous=FULL')
     await client.execute('SELECT count(*) FROM sqlite_schema')
     if (config.verifyOnOpen !== false) {
-      const check = await client.execute('PRAGMA quick_check')
+      // integrity_check, not quick_check: only the full check verifies key order across pages,
+      // and a flipped byte in an interior page can otherwise hide whole ranges of rows.
+      const check = await client.execute('PRAGMA integrity_check')
       const first = check.rows[0]?.[0]
       if (check.rows.length !== 1 || first !== 'ok') {
         throw new StorageCorruptionError(config.path, `quick_check reports ${String(first)}`)
@@ -105,6 +107,14 @@ export async function openDb(config: DbConfig): Promise<Client> {
     client?.close()
     throw translateDbError(error, config)
   }
+}
+
+/**
+ * Copies the WAL into the database file and empties it, so a closed database is one
+ * self-contained file (the bundled libsql does not checkpoint when its last connection closes).
+ */
+export async function checkpoint(config: DbConfig, client: Client): Promise<void> {
+  await guard(config, () => client.execute('PRAGMA wal_checkpoint(TRUNCATE)'))
 }
 
 /** Runs async jobs one at a time, in call order: the single writer of a database. */
@@ -119,10 +129,70 @@ export class SerialLock {
   }
 }
 
-/** Bytes of a BLOB column as a `Uint8Array` (the client returns an `ArrayBuffer`). */
-export function blob(value: unknown): Uint8Array {
+/**
+ * Bytes of a BLOB column as a `Uint8Array` (the client returns an `ArrayBuffer`). Any other type
+ * means a damaged record header changed the column's type.
+ */
+export function blob(value: unknown, path: string): Uint8Array {
   if (value instanceof ArrayBuffer) return new Uint8Array(value)
   if (value instanceof Uint8Array) return value
-  if (value === null || value === undefined) return new Uint8Array()
-  throw new TypeError(`Expected a BLOB column, got ${typeof value}`)
+  throw new StorageCorruptionError(path, `a BLOB column holds a ${value === null ? 'null' : typeof value}`)
+}
+
+const utf8 = new TextDecoder('utf-8', { fatal: true })
+
+/**
+ * A TEXT column read as `CAST(column AS BLOB)` and decoded here: the bundled libsql aborts the
+ * process on a TEXT value that is not valid UTF-8, so damaged text must never reach it as TEXT.
+ */
+export function text(value: unknown, path: string): string {
+  try {
+    return utf8.decode(blob(value, path))
+  } catch {
+    throw new StorageCorruptionError(path, 'a TEXT column is not valid UTF-8')
+  }
+}
+
+const expectedSchemas = new Map<string, string>()
+
+/** The schema rows that `statements` create, from a scratch in-memory database (cached). */
+async function expectedSchema(statements: string[]): Promise<string> {
+  const id = statements.join(';')
+  let schema = expectedSchemas.get(id)
+  if (schema === undefined) {
+    const scratch = createClient({ url: ':memory:' })
+    try {
+      await scratch.batch(statements, 'write')
+      schema = await schemaText(scratch)
+    } finally {
+      scratch.close()
+    }
+    expectedSchemas.set(id, schema)
+  }
+  return schema
+}
+
+async function schemaText(client: Client): Promise<string> {
+  const rs = await client.execute(
+    'SELECT CAST(type AS BLOB), CAST(name AS BLOB), CAST(tbl_name AS BLOB), CAST(sql AS BLOB) FROM sqlite_schema ORDER BY 1, 2',
+  )
+  return JSON.stringify(
+    rs.rows.map((r) =>
+      [0, 1, 2, 3].map((i) => (r[i] === null ? null : Buffer.from(blob(r[i], '')).toString('hex'))),
+    ),
+  )
+}
+
+/**
+ * Creates the schema if the database is new, and otherwise checks that the stored schema is
+ * exactly the one `statements` create: a flipped byte in it is corruption, not a missing column.
+ */
+export async function ensureSchema(config: DbConfig, client: Client, statements: string[]): Promise<void> {
+  const count = await guard(config, () => client.execute('SELECT count(*) FROM sqlite_schema'))
+  if (Number(count.rows[0]?.[0]) === 0) {
+    await guard(config, () => client.batch(statements, 'write'))
+    return
+  }
+  const [want, got] = await Promise.all([expectedSchema(statements), guard(config, () => schemaText(client))])
+  if (want !== got) throw new StorageCorruptionError(config.path, 'the schema is not the one ActorMesh wrote')
 }
