@@ -100,6 +100,12 @@ export class Raft {
   electionElapsed = 0
   private randomizedElectionTimeout = 0
   private idleTicks = 0
+  /**
+   * Whether this node's membership came from a bootstrap or a snapshot. A node created with no
+   * membership at all can only rebuild it from conf changes in the log, which miss the initial
+   * members, so it must never campaign on that (it would count only the members it saw added).
+   */
+  private confInitialized: boolean
   /** Ticks left during which a restarted node refuses votes as if in a lease (see `stepHigherTerm`). */
   private restartGuardTicks = 0
   private readonly readOnly = new ReadOnly()
@@ -153,6 +159,7 @@ export class Raft {
     this.log = new RaftLog(config.storage)
     const { hardState, confState } = config.storage.initialState()
     this.conf = cloneConf(confState)
+    this.confInitialized = confState.voters.length > 0 || confState.learners.length > 0
     this.term = hardState.term
     this.vote = hardState.vote
     if (hardState.commit > 0) this.log.commitTo(hardState.commit)
@@ -178,7 +185,7 @@ export class Raft {
 
   /** Whether this node may become leader: only voters campaign (learners never do). */
   promotable(): boolean {
-    return this.conf.voters.includes(this.id)
+    return this.confInitialized && this.conf.voters.includes(this.id)
   }
 
   quorum(): number {
@@ -294,7 +301,11 @@ export class Raft {
       if (this.leadTransferee !== NONE) this.leadTransferee = NONE // transfer timed out (§3.10)
     }
     this.maybeQuiesce()
-    if (!this.quiesced && this.tickCount % this.heartbeatTicks === 0) this.broadcastHeartbeat()
+    // Periodic heartbeats carry the newest pending read's context, so a read whose own round was
+    // lost is confirmed by the next one (with every read queued before it).
+    if (!this.quiesced && this.tickCount % this.heartbeatTicks === 0) {
+      this.broadcastHeartbeat(this.readOnly.lastPendingContext())
+    }
   }
 
   /** Counts voters heard from since the last check (the leader counts itself), then clears them. */
@@ -633,6 +644,7 @@ export class Raft {
     }
     this.log.restore(s)
     this.conf = cloneConf(s.meta.conf)
+    if (s.meta.conf.voters.length > 0) this.confInitialized = true
     this.rebuildProgress()
     return true
   }
@@ -763,7 +775,9 @@ export class Raft {
     // is already past it). An append at `next - 1`, empty if need be, makes it answer: either it
     // acknowledges, or it rejects and the leader backs off to probing and resends (§5.5).
     if (pr.match < this.log.lastIndex()) this.sendAppend(m.from, true)
-    if (!m.context || this.readOnlyOption !== 'safe') return
+    // Lease mode falls back to a heartbeat round when its lease has run out, so acks count in
+    // both modes.
+    if (!m.context) return
     const acks = this.readOnly.recvAck(m.from, m.context)
     if (acks < this.quorum()) return
     for (const done of this.readOnly.advance(m.context)) this.answerRead(done.request, done.index)
