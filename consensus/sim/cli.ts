@@ -2,10 +2,11 @@
  * `npm run sim -- --seeds 100000 [--from N] [--steps 500] [--nodes 5] [--no-faults]` runs many
  * seeds and prints progress and a summary; on a failure it prints the seed and the command that
  * replays it. `npm run sim -- --replay SEED [--steps 500] [--nodes 5]` replays one seed and prints
- * its trace (the last `--tail` lines, default 60) and the failure, if any. `--broken forget-vote`
- * runs the deliberately broken Raft (see `SimulationOptions.broken`).
+ * its trace (the last `--tail` lines, default 60) and the failure, if any. `--broken forget-vote|send-before-persist`
+ * runs a deliberately broken Raft (see `SimulationOptions.broken`).
  */
 import { parseArgs } from 'node:util'
+import type { BrokenMode } from './node.js'
 import { replay, replayCommand, runSimulation, SimulationFailure } from './run.js'
 
 const { values } = parseArgs({
@@ -31,10 +32,11 @@ function int(name: string, text: string | undefined): number {
 const steps = int('steps', values.steps)
 const nodes = int('nodes', values.nodes)
 const faults = !values['no-faults']
-if (values.broken !== undefined && values.broken !== 'forget-vote') {
-  throw new RangeError(`Cannot simulate broken mode '${values.broken}': only 'forget-vote' exists`)
+const BROKEN_MODES: readonly BrokenMode[] = ['forget-vote', 'send-before-persist']
+const broken = BROKEN_MODES.find((m) => m === values.broken)
+if (values.broken !== undefined && broken === undefined) {
+  throw new RangeError(`Cannot simulate broken mode '${values.broken}': use ${BROKEN_MODES.join(' or ')}`)
 }
-const broken = values.broken === 'forget-vote' ? ('forget-vote' as const) : undefined
 
 if (values.replay !== undefined) {
   const seed = int('replay', values.replay)

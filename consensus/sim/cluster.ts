@@ -12,7 +12,7 @@ import {
 } from '../types.js'
 import { InvariantChecker, InvariantViolation } from './invariants.js'
 import { type MessageFaults, Network, NO_FAULTS } from './network.js'
-import { type CrashPoint, SimNode, type SimRaftSettings } from './node.js'
+import { type BrokenMode, type CrashPoint, SimNode, type SimRaftSettings } from './node.js'
 import type { Prng } from './prng.js'
 
 /** Counters of a run, reported in its result. */
@@ -42,7 +42,7 @@ export interface ClusterOptions {
   initialVoters: number
   settings: SimRaftSettings
   faults: MessageFaults | undefined
-  forgetVote: boolean
+  broken: BrokenMode | undefined
   /** Bound of the network's queue. */
   inflightMessagesMax: number
 }
@@ -100,8 +100,11 @@ export class Cluster {
       checker: this.checker,
       send: (m: Message) => this.network.send(m),
       onApplied: (_id: NodeId, e: Entry) => this.onApplied(e),
+      onCrash: () => {
+        this.stats.crashes++
+      },
       onReadState: (id: NodeId, rs: ReadState) => this.onReadState(id, rs),
-      forgetVote: options.forgetVote,
+      broken: options.broken,
     }
     const snapshots = { everyEntries: 8, keepEntries: 2 }
     this.nodes = ids.map((id, i) => {
@@ -197,10 +200,18 @@ export class Cluster {
   }
 
   /** Crashes a live node, at a random point of its current Ready if it has one. */
+  /**
+   * Schedules a crash of a live node at a random point of its next Ready (so that it strikes
+   * between persisting and sending, or halfway through applying), or crashes it now.
+   */
   crash(n: SimNode): void {
-    this.stats.crashes++
     const points: CrashPoint[] = ['before-persist', 'after-persist', 'after-send', 'mid-apply']
-    if (!n.handleReady(this.rng.pick(points))) n.crash()
+    if (this.rng.chance(0.75)) {
+      n.pendingCrash = this.rng.pick(points)
+      return
+    }
+    this.stats.crashes++
+    n.crash()
   }
 
   restart(n: SimNode): void {
@@ -214,6 +225,7 @@ export class Cluster {
     this.network.faults = NO_FAULTS
     this.network.healPartitions()
     this.network.releaseDelayed()
+    for (const n of this.nodes) n.pendingCrash = undefined
     for (const n of this.nodes) if (!n.up) this.restart(n)
   }
 

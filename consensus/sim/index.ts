@@ -10,6 +10,7 @@ export {
   InvariantViolation,
 } from './invariants.js'
 export { type MessageFaults, Network, type NetworkStats, NO_FAULTS } from './network.js'
+export type { BrokenMode } from './node.js'
 export { deriveSeed, fnv1a, Prng } from './prng.js'
 export {
   LIVENESS_ELECTION_TIMEOUTS,

@@ -17,6 +17,13 @@ import { deriveSeed, Prng } from './prng.js'
 /** Where in the handling of a Ready a crash strikes (what was done before it survives). */
 export type CrashPoint = 'before-persist' | 'after-persist' | 'after-send' | 'mid-apply'
 
+/**
+ * Deliberately broken nodes: `forget-vote` never persists its vote (a restart forgets it);
+ * `send-before-persist` sends a Ready's messages (votes, append acknowledgments) before persisting
+ * it, so a crash in between loses what it acknowledged.
+ */
+export type BrokenMode = 'forget-vote' | 'send-before-persist'
+
 /** Raft settings a simulated run uses for every node (drawn per seed, see cluster.ts). */
 export interface SimRaftSettings {
   electionTicks: number
@@ -40,9 +47,10 @@ export interface SimNodeEnv {
   checker: InvariantChecker
   send(m: Message): void
   onApplied(id: NodeId, e: Entry): void
+  onCrash(id: NodeId): void
   onReadState(id: NodeId, rs: ReadState): void
-  /** A deliberately broken node: it does not persist its vote, so a restart forgets it. */
-  forgetVote: boolean
+  /** Deliberately broken Ready handling, to prove the checker can fail (see `SimulationOptions.broken`). */
+  broken: BrokenMode | undefined
 }
 
 const encoder = new TextEncoder()
@@ -119,21 +127,32 @@ export class SimNode {
   /** Loses everything volatile: the RawNode, its unpersisted entries, pending reads. */
   crash(): void {
     this.raw = undefined
+    this.pendingCrash = undefined
     if (this.isLeader) this.env.checker.onRole(this.id, false, this.term, this.storage)
     this.isLeader = false
     this.pendingReads = []
   }
 
-  /** Handles one Ready, crashing at `crashAt` if given. Returns false if there was none. */
-  handleReady(crashAt?: CrashPoint): boolean {
+  /** A crash scheduled to strike during the next Ready (its point in the handling). */
+  pendingCrash: CrashPoint | undefined
+
+  /** Handles one Ready, crashing at `crashAt` (or a pending crash) if given. Returns false if there was none. */
+  handleReady(crashAt: CrashPoint | undefined = this.pendingCrash): boolean {
     const raw = this.raw
     if (raw === undefined || !raw.hasReady()) return false
     const rd = raw.ready()
+    if (crashAt !== undefined) this.env.onCrash(this.id)
     if (crashAt === 'before-persist') return this.crashed()
-    this.persist(rd)
-    if (crashAt === 'after-persist') return this.crashed()
-    for (const m of rd.messages) this.env.send(m)
-    if (crashAt === 'after-send') return this.crashed()
+    if (this.env.broken === 'send-before-persist') {
+      for (const m of rd.messages) this.env.send(m)
+      if (crashAt === 'after-send') return this.crashed()
+      this.persist(rd)
+    } else {
+      this.persist(rd)
+      if (crashAt === 'after-persist') return this.crashed()
+      for (const m of rd.messages) this.env.send(m)
+      if (crashAt === 'after-send') return this.crashed()
+    }
     if (!this.apply(raw, rd, crashAt === 'mid-apply')) return this.crashed()
     for (const rs of rd.readStates) {
       this.env.onReadState(this.id, rs)
@@ -156,7 +175,7 @@ export class SimNode {
     storage.append(rd.entries)
     env.checker.onPersistEntries(this.id, rd.entries, storage)
     if (rd.hardState) {
-      storage.setHardState(env.forgetVote ? { ...rd.hardState, vote: NONE } : rd.hardState)
+      storage.setHardState(env.broken === 'forget-vote' ? { ...rd.hardState, vote: NONE } : rd.hardState)
       env.checker.onPersistHardState(this.id, rd.hardState, storage)
       this.term = rd.hardState.term
     }

@@ -2,7 +2,7 @@ import { AssertionError } from '../assert.js'
 import { Cluster, type ClusterStats } from './cluster.js'
 import { InvariantViolation } from './invariants.js'
 import type { MessageFaults, NetworkStats } from './network.js'
-import type { SimNode, SimRaftSettings } from './node.js'
+import type { BrokenMode, SimNode, SimRaftSettings } from './node.js'
 import { deriveSeed, fnv1a, Prng } from './prng.js'
 
 /** What one simulated run does. */
@@ -19,10 +19,10 @@ export interface SimulationOptions {
   /** Called with each trace line as it is made (a failed run's trace survives the throw). */
   onTrace?: (line: string) => void
   /**
-   * A deliberately broken Raft, to prove the checker can fail: every node forgets its vote across
-   * a restart (it never persists it) and crashes are frequent.
+   * A deliberately broken Raft, to prove the checker can fail (see `BrokenMode`); crashes are
+   * then frequent.
    */
-  broken?: 'forget-vote'
+  broken?: BrokenMode
 }
 
 /** A run that kept every invariant. */
@@ -141,7 +141,7 @@ function newCluster(options: SimulationOptions, nodes: number, rng: Prng): Clust
       initialVoters,
       settings,
       faults,
-      forgetVote: options.broken === 'forget-vote',
+      broken: options.broken,
       inflightMessagesMax: 1024,
     },
     rng,
