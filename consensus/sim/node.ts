@@ -11,7 +11,7 @@ import {
   Role,
   type Snapshot,
 } from '../types.js'
-import { type AppliedRecord, entryKey, type InvariantChecker } from './invariants.js'
+import { type AppliedRecord, entryKey, type InvariantChecker, InvariantViolation } from './invariants.js'
 import { deriveSeed, Prng } from './prng.js'
 
 /** Where in the handling of a Ready a crash strikes (what was done before it survives). */
@@ -119,6 +119,13 @@ export class SimNode {
       random,
       ...this.settings,
     })
+    const commit = this.raw.status().commit
+    if (commit < hs.commit) {
+      throw new InvariantViolation(
+        'commit-monotonic',
+        `'${this.id}' restarted at commit ${commit} < ${hs.commit}`,
+      )
+    }
     this.term = hs.term
     this.isLeader = false
     this.pendingReads = []
