@@ -775,9 +775,9 @@ export class Raft {
     // is already past it). An append at `next - 1`, empty if need be, makes it answer: either it
     // acknowledges, or it rejects and the leader backs off to probing and resends (§5.5).
     if (pr.match < this.log.lastIndex()) this.sendAppend(m.from, true)
-    // Lease mode falls back to a heartbeat round when its lease has run out, so acks count in
-    // both modes.
-    if (!m.context) return
+    // Acks count in both read modes (lease mode falls back to a heartbeat round when its lease has
+    // run out), but only voters' acks: a learner's says nothing about who could be elected.
+    if (!m.context || pr.isLearner) return
     const acks = this.readOnly.recvAck(m.from, m.context)
     if (acks < this.quorum()) return
     for (const done of this.readOnly.advance(m.context)) this.answerRead(done.request, done.index)

@@ -1,5 +1,5 @@
 import { assert } from './assert.js'
-import { decodeConfChange, encodeConfChange } from './confchange.js'
+import { applyToConf, decodeConfChange, encodeConfChange } from './confchange.js'
 import { message, Raft, type RaftConfig } from './core.js'
 import { ProposalDroppedError } from './errors.js'
 import {
@@ -71,6 +71,15 @@ export class RawNode {
 
   /** Proposes a membership change; one may be pending at a time (thesis §4.1). */
   proposeConfChange(cc: ConfChange): void {
+    if (typeof cc.node !== 'string' || cc.node === NONE) {
+      throw new TypeError(`Cannot change membership: node id '${String(cc.node)}' is empty or not a string`)
+    }
+    if (applyToConf(this.raft.conf, cc).voters.length === 0) {
+      // etcd refuses this too: a group without voters can never elect a leader again.
+      throw new RangeError(
+        `Cannot change membership: removing voter '${cc.node}' would leave the group without voters`,
+      )
+    }
     this.raft.wake()
     if (this.raft.role !== Role.Leader) {
       throw new ProposalDroppedError(

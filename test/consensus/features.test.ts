@@ -294,12 +294,10 @@ describe('membership changes one server at a time (thesis §4.1, §4.2.1)', () =
     expect(net.node('b').payloads()).toEqual(['x'])
   })
 
-  // BUG: a membership change that leaves no voter is accepted. Removing (or demoting) the last
-  // voter commits, the leader steps down, and the group can never elect a leader again (its
-  // learners cannot campaign). etcd refuses such a change ("removed all voters"); here
-  // `proposeConfChange` should throw (a RangeError, the argument is invalid for this membership)
-  // and append nothing.
-  it.fails('membership: a change that would leave the group without a voter is refused and nothing is appended', () => {
+  // Regression (found by these tests): a change that removed or demoted the last voter was
+  // accepted, after which the group could never elect a leader again. `proposeConfChange` now
+  // throws a RangeError and appends nothing, as etcd refuses "removed all voters".
+  it('membership: a change that would leave the group without a voter is refused and nothing is appended', () => {
     for (const type of [ConfChangeType.RemoveNode, ConfChangeType.AddLearner]) {
       const net = new TestNetwork(['a', 'd'], PAPER, useSeed(74), { voters: ['a'], learners: ['d'] })
       net.elect('a')
