@@ -165,6 +165,18 @@ export class InvariantChecker {
     }
   }
 
+  /** A node installed (or restored) a snapshot: it must sit on the committed log. */
+  onSnapshot(id: NodeId, index: number, term: number): void {
+    if (index === 0) return
+    const committed = this.committedTerm[index]
+    if (committed !== term) {
+      throw new InvariantViolation(
+        'state-machine-safety',
+        `'${id}' installed a snapshot at ${index}:${term}, committed was ${index}:${committed}`,
+      )
+    }
+  }
+
   /** A node restarted over its persisted state: nothing it had committed may be gone. */
   onRestart(id: NodeId, hs: HardState, storage: Storage): void {
     const before = this.persistedCommit.get(id) ?? 0

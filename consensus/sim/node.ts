@@ -213,6 +213,7 @@ export class SimNode {
   }
 
   private restore(snap: Snapshot): void {
+    this.env.checker.onSnapshot(this.id, snap.meta.index, snap.meta.term)
     const records = decodeRecords(snap.data)
     for (const r of records) this.env.checker.onApply(this.id, r)
     this.records = records

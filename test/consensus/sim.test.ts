@@ -171,6 +171,14 @@ describe('InvariantChecker', () => {
     expect(violation(() => c.onApply('b', { index: 2, term: 1, key: '0:y' }))).toBe('state-machine-safety')
   })
 
+  it('reports state machine safety when a snapshot does not sit on the committed log', () => {
+    const c = new InvariantChecker()
+    c.onPersistHardState('a', { term: 1, vote: '', commit: 2 }, log([entry(1, 1), entry(2, 1)]))
+    expect(violation(() => c.onSnapshot('b', 2, 1))).toBe('none')
+    expect(violation(() => c.onSnapshot('b', 2, 2))).toBe('state-machine-safety')
+    expect(violation(() => c.onSnapshot('b', 3, 1))).toBe('state-machine-safety')
+  })
+
   it('reports leader completeness when a new leader lacks an entry committed in an earlier term', () => {
     const c = new InvariantChecker()
     c.onPersistHardState('a', { term: 1, vote: '', commit: 2 }, log([entry(1, 1), entry(2, 1)]))
