@@ -50,6 +50,9 @@ export interface ClusterOptions {
 /** Read requests whose answer is awaited for the linearizability check, at most. */
 const READS_TRACKED_MAX = 1024
 
+/** Transport reports (failed snapshot, unreachable peer) queued within one settle, at most. */
+const LOST_REPORTS_MAX = 1024
+
 /** Readies handled per node per step at most: a Ready loop that never settles is a bug. */
 const READY_ROUNDS_MAX = 64
 
@@ -83,6 +86,11 @@ export class Cluster {
   private nextRead = 0
   /** Read context → the commit index known when the read was issued. */
   private readonly readsIssued = new Map<string, number>()
+  /**
+   * Messages lost on the wire whose sender the transport must tell. They are reported when the
+   * current Readies are done: a message can be lost while its sender is still handling the Ready.
+   */
+  private lostReports: Message[] = []
   private confAppliedMax = 0
   private maxLeaderTerm = 0
   /** Set when the entry with this payload key is applied anywhere (liveness probe). */
@@ -113,7 +121,7 @@ export class Cluster {
     })
     for (const n of this.nodes) this.byId.set(n.id, n)
     this.checker.storageOf = (id) => this.byId.get(id)?.storage
-    this.network.onLost = (m) => this.reportSnapshot(m, false)
+    this.network.onLost = (m) => this.onLost(m)
   }
 
   /** Handles Readies of every live node until none has one. */
@@ -127,7 +135,8 @@ export class Cluster {
           this.stats.leadersElected++
         }
       }
-      if (!any) return
+      if (!any && this.lostReports.length === 0) return
+      this.flushLostReports()
       if (round >= READY_ROUNDS_MAX) throw new InvariantViolation('liveness', 'Ready handling never settles')
     }
   }
@@ -140,13 +149,13 @@ export class Cluster {
       if (m === undefined) break
       const to = this.byId.get(m.to)
       if (to?.raw === undefined) {
-        this.reportSnapshot(m, false)
+        this.onLost(m)
         continue
       }
       to.raw.step(m)
       delivered++
       this.settle()
-      this.reportSnapshot(m, true)
+      this.reportSnapshotDelivered(m)
     }
     return delivered
   }
@@ -159,7 +168,9 @@ export class Cluster {
 
   /** Proposes a fresh payload at a live node (followers forward to the leader). */
   propose(at: SimNode, payload?: string): void {
-    const data = new TextEncoder().encode(payload ?? `p${this.nextPayload++}.${this.rng.int(1 << 20)}`)
+    // Unique, so that equal payloads mean the same proposal; padded to 0..199 extra bytes.
+    const text = payload ?? `p${this.nextPayload++}.${'x'.repeat(this.rng.int(200))}`
+    const data = new TextEncoder().encode(text)
     this.stats.proposals++
     this.guard(() => at.raw?.propose(data))
   }
@@ -172,12 +183,18 @@ export class Cluster {
     this.guard(() => at.raw?.readIndex(context))
   }
 
-  /** Asks the leader to hand leadership to a random other voter. */
+  /** Asks the leader to hand leadership to another voter (now and then to a non-voter, which it must refuse). */
   transfer(leader: SimNode): void {
     const voters = leader.raw?.status().conf.voters.filter((v) => v !== leader.id) ?? []
-    if (voters.length === 0) return
+    const to = this.rng.chance(0.1)
+      ? this.rng.pick(this.nodes).id
+      : voters.length > 0
+        ? this.rng.pick(voters)
+        : undefined
+    if (to === undefined) return
     this.stats.transfers++
-    leader.raw?.transferLeadership(this.rng.pick(voters))
+    leader.raw?.transferLeadership(to)
+    this.settle()
   }
 
   /** One membership change at the leader: promote a learner, add a learner, or remove a voter (≥ 3 stay). */
@@ -247,15 +264,29 @@ export class Cluster {
     return { ...this.stats, readsServed: reads, snapshotsInstalled: snaps }
   }
 
+  /** A lost message: a transport reports failed snapshots, and sometimes an unreachable peer. */
+  private onLost(m: Message): void {
+    const report = m.type === MessageType.Snap || (m.type === MessageType.App && this.rng.chance(0.3))
+    if (report && this.lostReports.length < LOST_REPORTS_MAX) this.lostReports.push(m)
+  }
+
+  private flushLostReports(): void {
+    const reports = this.lostReports
+    this.lostReports = []
+    for (const m of reports) {
+      const from = this.byId.get(m.from)?.raw
+      if (m.type === MessageType.Snap) from?.reportSnapshot(m.to, false)
+      else from?.reportUnreachable(m.to)
+    }
+  }
+
   /**
    * The transport's duty after sending a snapshot: tell the sender how it went, so its progress for
    * the follower leaves the snapshot state (etcd's ReportSnapshot).
    */
-  private reportSnapshot(m: Message, ok: boolean): void {
+  private reportSnapshotDelivered(m: Message): void {
     if (m.type !== MessageType.Snap) return
-    const from = this.byId.get(m.from)
-    if (from?.raw === undefined) return
-    from.raw.reportSnapshot(m.to, ok)
+    this.byId.get(m.from)?.raw?.reportSnapshot(m.to, true)
     this.settle()
   }
 

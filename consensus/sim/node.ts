@@ -33,6 +33,7 @@ export interface SimRaftSettings {
   readOnly: 'safe' | 'lease'
   maxInflightAppends: number
   maxMessageBytes: number
+  maxUncommittedBytes: number
   quiesceAfterTicks: number
 }
 

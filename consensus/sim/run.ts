@@ -120,6 +120,8 @@ function newCluster(options: SimulationOptions, nodes: number, rng: Prng): Clust
     readOnly: 'safe',
     maxInflightAppends: rng.pick([1, 4, 256]),
     maxMessageBytes: rng.pick([64, 1024, 1 << 20]),
+    // A small bound makes the leader drop proposals ('uncommitted-bytes') while followers lag.
+    maxUncommittedBytes: rng.pick([512, 64 << 20]),
     quiesceAfterTicks: rng.chance(0.2) ? 30 : 0,
   }
   if (settings.checkQuorum && rng.chance(0.3)) settings.readOnly = 'lease'
