@@ -179,6 +179,11 @@ export class SimNode {
 
   private persist(rd: Ready): void {
     const { storage, env } = this
+    // The role first: a second leader in a term is the root cause, its conflicting no-op the symptom.
+    if (rd.softState) {
+      this.isLeader = rd.softState.role === Role.Leader
+      env.checker.onRole(this.id, this.isLeader, rd.hardState?.term ?? this.term, storage)
+    }
     if (rd.snapshot) storage.applySnapshot(rd.snapshot)
     storage.append(rd.entries)
     env.checker.onPersistEntries(this.id, rd.entries, storage)
@@ -186,10 +191,6 @@ export class SimNode {
       storage.setHardState(env.broken === 'forget-vote' ? { ...rd.hardState, vote: NONE } : rd.hardState)
       env.checker.onPersistHardState(this.id, rd.hardState, storage)
       this.term = rd.hardState.term
-    }
-    if (rd.softState) {
-      this.isLeader = rd.softState.role === Role.Leader
-      env.checker.onRole(this.id, this.isLeader, this.term, storage)
     }
   }
 
