@@ -3,7 +3,6 @@
  * names, key and value limits, and the statements that apply one batch.
  */
 import { crc32 } from 'node:zlib'
-import type { InStatement } from '@libsql/client'
 import type { ConfState } from '../consensus/index.js'
 import { StorageLimitError } from './errors.js'
 import type { StateWrite } from './state-store.js'
@@ -47,30 +46,18 @@ export function validateNamespaceName(name: string): void {
   }
 }
 
-/** Schema, created on first open. Byte accounting is kept by triggers, incrementally. */
+/** Schema, created on first open. Byte totals are kept incrementally by `planWrites`. */
 export const NAMESPACE_SCHEMA = [
+  // A rowid table with a unique index: measured faster than WITHOUT ROWID for rows of ~100+ bytes.
   `CREATE TABLE IF NOT EXISTS kv (actor TEXT NOT NULL, key TEXT NOT NULL, value BLOB NOT NULL,
-    crc INTEGER NOT NULL, PRIMARY KEY (actor, key)) WITHOUT ROWID`,
+    crc INTEGER NOT NULL)`,
+  'CREATE UNIQUE INDEX IF NOT EXISTS kv_actor_key ON kv (actor, key)',
   'CREATE TABLE IF NOT EXISTS actor_usage (actor TEXT PRIMARY KEY, bytes INTEGER NOT NULL) WITHOUT ROWID',
   `CREATE TABLE IF NOT EXISTS ns_meta (id INTEGER PRIMARY KEY CHECK (id = 1), namespace TEXT NOT NULL,
     applied_index INTEGER NOT NULL, applied_term INTEGER NOT NULL, conf TEXT NOT NULL,
     bytes INTEGER NOT NULL, crc INTEGER NOT NULL)`,
   `CREATE TABLE IF NOT EXISTS modules (namespace TEXT NOT NULL, version INTEGER NOT NULL, hash TEXT NOT NULL,
     bytes BLOB NOT NULL, metadata TEXT NOT NULL, crc INTEGER NOT NULL, PRIMARY KEY (namespace, version))`,
-  `CREATE TRIGGER IF NOT EXISTS kv_insert AFTER INSERT ON kv BEGIN
-    INSERT INTO actor_usage (actor, bytes) VALUES (new.actor, length(CAST(new.key AS BLOB)) + length(new.value))
-      ON CONFLICT (actor) DO UPDATE SET bytes = bytes + excluded.bytes;
-    UPDATE ns_meta SET bytes = bytes + length(CAST(new.key AS BLOB)) + length(new.value) WHERE id = 1;
-  END`,
-  `CREATE TRIGGER IF NOT EXISTS kv_update AFTER UPDATE OF value ON kv BEGIN
-    UPDATE actor_usage SET bytes = bytes + length(new.value) - length(old.value) WHERE actor = new.actor;
-    UPDATE ns_meta SET bytes = bytes + length(new.value) - length(old.value) WHERE id = 1;
-  END`,
-  `CREATE TRIGGER IF NOT EXISTS kv_delete AFTER DELETE ON kv BEGIN
-    UPDATE actor_usage SET bytes = bytes - length(CAST(old.key AS BLOB)) - length(old.value) WHERE actor = old.actor;
-    DELETE FROM actor_usage WHERE actor = old.actor AND bytes = 0;
-    UPDATE ns_meta SET bytes = bytes - length(CAST(old.key AS BLOB)) - length(old.value) WHERE id = 1;
-  END`,
 ]
 
 /** CRC-32 of one key/value row. */
@@ -94,7 +81,6 @@ export function crcModule(
   return crc32(bytes, crc32(`${namespace}\0${version}\0${hash}\0${metadata}`))
 }
 
-const utf8 = new TextEncoder()
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/
 
 /** Whether a string has no lone surrogate, i.e. encodes to UTF-8 and back unchanged. */
@@ -113,14 +99,14 @@ export function checkWrite(w: StateWrite, limits: NamespaceLimits): void {
   if (w.value !== null && !(w.value instanceof Uint8Array)) {
     throw new TypeError(`Cannot write key '${w.key}' of actor '${w.actor}': value is not bytes or null`)
   }
-  const actorBytes = utf8.encode(w.actor).byteLength
+  const actorBytes = Buffer.byteLength(w.actor)
   if (actorBytes > limits.actorIdBytesMax) {
     throw new StorageLimitError(
       'actorIdBytesMax',
       `Cannot write actor '${w.actor.slice(0, 64)}': id is ${actorBytes} bytes, over actorIdBytesMax ${limits.actorIdBytesMax}`,
     )
   }
-  const keyBytes = utf8.encode(w.key).byteLength
+  const keyBytes = Buffer.byteLength(w.key)
   if (keyBytes > limits.keyBytesMax) {
     throw new StorageLimitError(
       'keyBytesMax',
@@ -133,54 +119,6 @@ export function checkWrite(w: StateWrite, limits: NamespaceLimits): void {
       `Cannot write key '${w.key.slice(0, 64)}' of actor '${w.actor}': value is ${w.value.byteLength} bytes, over valueBytesMax ${limits.valueBytesMax}`,
     )
   }
-}
-
-const ROWS_PER_STATEMENT = 200
-const sqlCache = new Map<string, string>()
-
-function rowsSql(kind: 'upsert' | 'delete', rows: number): string {
-  const id = `${kind}:${rows}`
-  let sql = sqlCache.get(id)
-  if (sql) return sql
-  if (kind === 'upsert') {
-    sql = `INSERT INTO kv (actor, key, value, crc) VALUES ${Array(rows).fill('(?, ?, ?, ?)').join(', ')}
-      ON CONFLICT (actor, key) DO UPDATE SET value = excluded.value, crc = excluded.crc`
-  } else {
-    sql = `DELETE FROM kv WHERE (actor, key) IN (VALUES ${Array(rows).fill('(?, ?)').join(', ')})`
-  }
-  sqlCache.set(id, sql)
-  return sql
-}
-
-/**
- * The statements that write `writes`: the last write of each (actor, key) wins, deletes first and
- * then upserts, many rows per statement.
- */
-export function writeStatements(writes: StateWrite[]): { stmts: InStatement[]; actors: string[] } {
-  const last = new Map<string, StateWrite>()
-  for (const w of writes) last.set(`${w.actor}\0${w.key}`, w)
-  const dels: StateWrite[] = []
-  const sets: StateWrite[] = []
-  const actors = new Set<string>()
-  for (const w of last.values()) {
-    if (w.value === null) dels.push(w)
-    else {
-      sets.push(w)
-      actors.add(w.actor)
-    }
-  }
-  const stmts: InStatement[] = []
-  for (let i = 0; i < dels.length; i += ROWS_PER_STATEMENT) {
-    const chunk = dels.slice(i, i + ROWS_PER_STATEMENT)
-    stmts.push({ sql: rowsSql('delete', chunk.length), args: chunk.flatMap((w) => [w.actor, w.key]) })
-  }
-  for (let i = 0; i < sets.length; i += ROWS_PER_STATEMENT) {
-    const chunk = sets.slice(i, i + ROWS_PER_STATEMENT)
-    const args: Array<string | number | Uint8Array> = []
-    for (const w of chunk) args.push(w.actor, w.key, w.value!, crcKv(w.actor, w.key, w.value!))
-    stmts.push({ sql: rowsSql('upsert', chunk.length), args })
-  }
-  return { stmts, actors: [...actors] }
 }
 
 /** A membership as stored in ns_meta (JSON text). */

@@ -5,9 +5,9 @@
  */
 import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
-import type { Client, InStatement, Row } from '@libsql/client'
+import type { Client, Row } from '@libsql/client'
 import { type ConfState, cloneConf, type Logger } from '../consensus/index.js'
-import { StorageClosedError, StorageCorruptionError, StorageQuotaError } from './errors.js'
+import { StorageClosedError, StorageCorruptionError } from './errors.js'
 import {
   checkWrite,
   confText,
@@ -18,8 +18,8 @@ import {
   NAMESPACE_SCHEMA,
   type NamespaceLimits,
   validateNamespaceName,
-  writeStatements,
 } from './namespace-schema.js'
+import { planWrites } from './namespace-writes.js'
 import { blob, checkpoint, type DbConfig, ensureSchema, guard, openDb, SerialLock, text } from './sqlite.js'
 import type { StatePage, StateReader, StateWrite } from './state-store.js'
 
@@ -188,11 +188,19 @@ export class NamespaceStore implements StateReader {
     return this.lock.run(async () => {
       if (batch.index <= this.point.index) return false
       const conf = batch.conf ? cloneConf(batch.conf) : this.point.conf
-      const { stmts, actors } = writeStatements(batch.writes)
+      const { stmts, bytesDelta } = await guard(this.dbConfig, () =>
+        planWrites(this.db(), batch.writes, this.limits),
+      )
       const ct = confText(conf)
       stmts.push({
-        sql: 'UPDATE ns_meta SET applied_index = ?, applied_term = ?, conf = ?, crc = ? WHERE id = 1',
-        args: [batch.index, batch.term, ct, crcMeta(this.config.name, batch.index, batch.term, ct)],
+        sql: 'UPDATE ns_meta SET applied_index = ?, applied_term = ?, conf = ?, crc = ?, bytes = bytes + ? WHERE id = 1',
+        args: [
+          batch.index,
+          batch.term,
+          ct,
+          crcMeta(this.config.name, batch.index, batch.term, ct),
+          bytesDelta,
+        ],
       })
       for (const m of batch.modules ?? []) {
         stmts.push({
@@ -207,35 +215,10 @@ export class NamespaceStore implements StateReader {
           ],
         })
       }
-      await guard(this.dbConfig, () => this.transact(stmts, actors))
+      await guard(this.dbConfig, () => this.db().batch(stmts, 'write'))
       this.point = { index: batch.index, term: batch.term, conf }
       return true
     })
-  }
-
-  /** One write transaction; refused whole if an actor ends over `actorStateBytesMax`. */
-  private async transact(stmts: InStatement[], actors: string[]): Promise<void> {
-    const tx = await this.db().transaction('write')
-    try {
-      await tx.batch(stmts)
-      if (actors.length > 0) {
-        const over = await tx.execute({
-          sql: 'SELECT CAST(actor AS BLOB), bytes FROM actor_usage WHERE actor IN (SELECT value FROM json_each(?)) AND bytes > ? LIMIT 1',
-          args: [JSON.stringify(actors), this.limits.actorStateBytesMax],
-        })
-        const row = over.rows[0]
-        if (row) {
-          throw new StorageQuotaError(
-            'actorStateBytesMax',
-            this.text(row[0]),
-            `Cannot apply writes to actor '${this.text(row[0])}': state would be ${Number(row[1])} bytes, over actorStateBytesMax ${this.limits.actorStateBytesMax}`,
-          )
-        }
-      }
-      await tx.commit()
-    } finally {
-      tx.close()
-    }
   }
 
   async loadActor(

@@ -8,10 +8,6 @@ import { type ConfState, type Entry, type HardState, MemoryStorage } from '../co
 import { StorageCorruptionError } from './errors.js'
 import { blob, text } from './sqlite.js'
 
-/** Rows per INSERT statement: fewer statements to prepare, well under SQLite's variable limit. */
-const ENTRY_ROWS_PER_INSERT = 128
-const entryInsertSql = new Map<number, string>()
-
 /** CRC-32 of an entry: its group, index, term and type, then its data. */
 export function crcEntry(group: string, e: Entry): number {
   return crc32(e.data, crc32(`${group}\0${e.index}\0${e.term}\0${e.type}`))
@@ -33,23 +29,22 @@ export function crcSnapshotRow(
   return crc32(data, crc32(`${group}\0${index}\0${term}\0${conf}`))
 }
 
-/** INSERT statements for `entries` of `group`, at most `ENTRY_ROWS_PER_INSERT` rows each. */
+/**
+ * One INSERT for all `entries` of `group`: the rows travel as one JSON argument (data as hex) and
+ * `json_each` expands them, because the client prepares every statement anew and preparing a
+ * statement with hundreds of parameters cost more than SQLite's inserts themselves.
+ */
 export function entryInserts(group: string, entries: Entry[]): InStatement[] {
-  const out: InStatement[] = []
-  for (let start = 0; start < entries.length; start += ENTRY_ROWS_PER_INSERT) {
-    const chunk = entries.slice(start, start + ENTRY_ROWS_PER_INSERT)
-    let sql = entryInsertSql.get(chunk.length)
-    if (!sql) {
-      const row = '(?, ?, ?, ?, ?, ?)'
-      sql = `INSERT INTO raft_entry (grp, idx, term, type, data, crc) VALUES ${Array(chunk.length).fill(row).join(', ')}`
-      entryInsertSql.set(chunk.length, sql)
-    }
-    const args: Array<string | number | Uint8Array> = []
-    for (const e of chunk) args.push(group, e.index, e.term, e.type, e.data, crcEntry(group, e))
-    out.push({ sql, args })
+  const rows: Array<[number, number, number, string, number]> = []
+  for (const e of entries) {
+    const hex = Buffer.from(e.data.buffer, e.data.byteOffset, e.data.byteLength).toString('hex')
+    rows.push([e.index, e.term, e.type, hex, crcEntry(group, e)])
   }
-  return out
+  return [{ sql: ENTRY_INSERT_SQL, args: [group, JSON.stringify(rows)] }]
 }
+
+const ENTRY_INSERT_SQL = `INSERT INTO raft_entry (grp, idx, term, type, data, crc)
+  SELECT ?1, j.value ->> 0, j.value ->> 1, j.value ->> 2, unhex(j.value ->> 3), j.value ->> 4 FROM json_each(?2) AS j`
 
 interface GroupRow {
   hs: HardState
