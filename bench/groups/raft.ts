@@ -81,9 +81,12 @@ async function throughput(groups: number, inflight: number, durationMs: number, 
   await new Promise<void>((resolve) => setTimeout(resolve, durationMs / 4))
   const warm = done
   const t1 = performance.now()
+  const cpu0 = process.cpuUsage()
   await new Promise<void>((resolve) => setTimeout(resolve, durationMs))
   stop = true
   const elapsed = (performance.now() - t1) / 1000
+  const cpu = process.cpuUsage(cpu0)
+  const cpuSeconds = (cpu.user + cpu.system) / 1e6
   const counted = done - warm
   await Promise.all(loops)
   clearInterval(ticker)
@@ -93,7 +96,8 @@ async function throughput(groups: number, inflight: number, durationMs: number, 
       `${turns} turns across 3 drivers (${(counted / Math.max(1, turns / 3)).toFixed(0)} entries per leader turn)`,
   )
   for (const d of drivers) await d.close()
-  return counted / elapsed
+  // Per CPU second as well: the machine is shared, and wall-clock rates drop when others run.
+  return { perSecond: counted / elapsed, perCpuSecond: counted / cpuSeconds }
 }
 
 /** Frames per heartbeat interval across the cluster, once elections are over (and quiescence settled). */
@@ -129,13 +133,21 @@ const group: BenchGroup = async ({ quick, log }) => {
   const groups = quick ? 6 : 12
   const inflight = quick ? 256 : 1024
   const rate = await throughput(groups, inflight, quick ? 1_000 : 5_000, log)
-  figures.push({
-    key: 'raft.inmem_entries_per_s',
-    value: Math.round(rate),
-    unit: 'entries/s',
-    target: '>= 300000',
-    note: `3 drivers in one process, ${groups} groups, ${inflight} x 128 B in flight per group`,
-  })
+  figures.push(
+    {
+      key: 'raft.inmem_entries_per_s',
+      value: Math.round(rate.perSecond),
+      unit: 'entries/s',
+      target: '>= 300000',
+      note: `3 drivers in one process, ${groups} groups, ${inflight} x 128 B in flight per group`,
+    },
+    {
+      key: 'raft.inmem_entries_per_cpu_s',
+      value: Math.round(rate.perCpuSecond),
+      unit: 'entries/cpu-s',
+      note: 'the same run per second of this process CPU time (steadier than wall time on a shared machine)',
+    },
+  )
   const idleGroups = quick ? 200 : 1_000
   const idle = await idleFrames(idleGroups, false, log)
   figures.push({
