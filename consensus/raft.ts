@@ -69,6 +69,22 @@ export class RawNode {
     )
   }
 
+  /**
+   * Proposes several entries as one append (one `App` per follower instead of one per entry). All
+   * or nothing: on refusal it throws `ProposalDroppedError` and none was appended.
+   */
+  proposeBatch(data: Uint8Array[]): void {
+    if (data.length === 0) return
+    this.raft.wake()
+    const entries = data.map((d) => ({ term: 0, index: 0, type: EntryType.Normal, data: d }))
+    this.raft.step(message({ type: MessageType.Prop, to: NONE, from: this.raft.id, entries }))
+  }
+
+  /** Whether the group is quiesced (cheap; `status()` copies membership and progress). */
+  get quiesced(): boolean {
+    return this.raft.quiesced
+  }
+
   /** Proposes a membership change; one may be pending at a time (thesis §4.1). */
   proposeConfChange(cc: ConfChange): void {
     if (typeof cc.node !== 'string' || cc.node === NONE) {
@@ -152,8 +168,11 @@ export class RawNode {
     if (r.msgs.length > 0 || r.readStates.length > 0) return true
     if (r.log.unstable.entries.length > 0 || r.log.hasPendingSnapshot()) return true
     if (r.log.hasNextCommittedEntries()) return true
-    if (!sameSoft(this.softState(), this.prevSoft)) return true
-    return !sameHard(this.hardState(), this.prevHard)
+    // Compared field by field: this runs for every group on every turn, so it allocates nothing.
+    const soft = this.prevSoft
+    const hard = this.prevHard
+    if (r.lead !== soft.lead || r.role !== soft.role) return true
+    return r.term !== hard.term || r.vote !== hard.vote || r.log.committed !== hard.commit
   }
 
   /** Everything the application must do now. Call `advance` when it is done. */
@@ -162,7 +181,8 @@ export class RawNode {
     const r = this.raft
     const soft = this.softState()
     const hard = this.hardState()
-    const entries = r.log.unstable.entries.slice()
+    const unstable = r.log.unstable.entries
+    const entries = unstable.length === 0 ? [] : unstable.slice()
     const snapshot = r.log.unstable.snapshot
     const rd: Ready = {
       entries,

@@ -1,24 +1,8 @@
 /** Small pure helpers of the driver. */
-import { type Entry, type Logger, type Message, MessageType, NONE, type NodeId } from '../types.js'
+import type { Logger } from '../types.js'
 
 /** A logger that drops everything (the default). */
 export const silentLogger: Logger = { debug() {}, info() {}, warn() {}, error() {} }
-
-/** A local Prop carrying several entries (what `RawNode.propose` builds for one). */
-export function propMessage(from: NodeId, entries: Entry[]): Message {
-  return {
-    type: MessageType.Prop,
-    to: NONE,
-    from,
-    term: 0,
-    logTerm: 0,
-    index: 0,
-    entries,
-    commit: 0,
-    reject: false,
-    rejectHint: 0,
-  }
-}
 
 /** Rejects `request` with the signal's reason on abort; removes the listener once it settles. */
 export function withAbort(

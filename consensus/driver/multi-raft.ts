@@ -1,8 +1,6 @@
 import { RawNode } from '../raft.js'
 import type { Frame, Transport, TransportHandler } from '../transport.js'
 import {
-  type Entry,
-  EntryType,
   type GroupWrite,
   type Logger,
   type LogStore,
@@ -19,7 +17,7 @@ import { type ResolvedConfig, resolveConfig } from './config.js'
 import { Incarnation } from './envelope.js'
 import { DriverClosedError, GroupConflictError, GroupNotFoundError, TooManyPendingError } from './errors.js'
 import { GroupState, type PendingProposal, type PendingRead } from './group.js'
-import { groupLogger, propMessage, silentLogger, withAbort } from './helpers.js'
+import { groupLogger, silentLogger, withAbort } from './helpers.js'
 import { deferrable, Outbox } from './outbox.js'
 
 /** Whether a Ready has anything for steps 3 and 4 (most idle Readys carry only messages). */
@@ -367,17 +365,15 @@ class Driver implements MultiRaft, TransportHandler {
       if (g.node.hasReady()) this.dirty.add(g)
     }
     for (const g of this.quiesceCheck) {
-      if (!g.removed && g.active && g.node.status().quiesced) this.deactivate(g)
+      if (!g.removed && g.active && g.node.quiesced) this.deactivate(g)
     }
     this.quiesceCheck.clear()
   }
 
   /**
-   * Hands a group's buffered proposals to Raft as one Prop, so the leader appends them in one go and
-   * sends one append per follower instead of one per proposal. RawNode has no batch `propose`: the
-   * first goes through `propose` (which reports a refusal as ProposalDroppedError); the rest follow
-   * in one Prop through `step`, which cannot fail differently in the same synchronous moment except
-   * at the uncommitted-bytes bound, where they time out as outcome unknown instead.
+   * Hands a group's buffered proposals to Raft as one batch, so the leader appends them in one go
+   * and sends one append per follower instead of one per proposal. The batch is all or nothing: a
+   * refusal (no leader, transfer, uncommitted-bytes bound) rejects every proposal in it as dropped.
    */
   private submitProposals(g: GroupState): void {
     const batch = g.buffered
@@ -388,16 +384,10 @@ class Driver implements MultiRaft, TransportHandler {
     if (live.length === 0) return
     for (const p of live) p.submitTurn = this.turns
     try {
-      g.node.propose(live[0]!.data)
+      g.node.proposeBatch(live.map((p) => p.data))
     } catch (e) {
       for (const p of live) g.failProposal(p, e as Error)
-      return
     }
-    if (live.length === 1) return
-    const entries: Entry[] = []
-    for (let i = 1; i < live.length; i++)
-      entries.push({ term: 0, index: 0, type: EntryType.Normal, data: live[i]!.data })
-    g.node.step(propMessage(this.id, entries))
   }
 
   /** Issues one ReadIndex request for every read buffered in `g` since the last turn. */
