@@ -87,6 +87,7 @@ export class NamespaceStore implements StateReader {
   /** Serialises writers: apply, snapshot creation and installation. */
   readonly lock = new SerialLock()
   private client: Client | undefined
+  private swapping: { done: Promise<void>; resolve: () => void } | undefined
   private point: AppliedPoint = { index: 0, term: 0, conf: { voters: [], learners: [] } }
 
   /** @internal use `openNamespaceStore`. */
@@ -163,10 +164,30 @@ export class NamespaceStore implements StateReader {
     return this.client
   }
 
-  /** @internal Closes the client so the file can be replaced; `reopen` follows. */
-  detach(): void {
+  /**
+   * @internal Closes the client so the file can be replaced; reads wait until `endSwap`. Call
+   * under the writer lock, then `reopen`, then `endSwap` (also when reopening fails).
+   */
+  beginSwap(): void {
+    let resolve = () => {}
+    const done = new Promise<void>((r) => {
+      resolve = r
+    })
+    this.swapping = { done, resolve }
     this.client?.close()
     this.client = undefined
+  }
+
+  /** @internal Lets reads go on after a file swap. */
+  endSwap(): void {
+    this.swapping?.resolve()
+    this.swapping = undefined
+  }
+
+  /** The client for a read: waits while a snapshot is being swapped in. */
+  private async reader(): Promise<Client> {
+    while (this.swapping) await this.swapping.done
+    return this.db()
   }
 
   /** Checks writes against the limits without writing (the leader calls it before proposing). */
@@ -226,8 +247,8 @@ export class NamespaceStore implements StateReader {
     options?: { signal?: AbortSignal },
   ): Promise<Array<[key: string, value: Uint8Array]>> {
     options?.signal?.throwIfAborted()
-    const rs = await guard(this.dbConfig, () =>
-      this.db().execute({
+    const rs = await guard(this.dbConfig, async () =>
+      (await this.reader()).execute({
         sql: 'SELECT CAST(key AS BLOB), value, crc FROM kv WHERE actor = ? ORDER BY key',
         args: [actor],
       }),
@@ -237,8 +258,8 @@ export class NamespaceStore implements StateReader {
 
   async get(actor: string, key: string, options?: { signal?: AbortSignal }): Promise<Uint8Array | undefined> {
     options?.signal?.throwIfAborted()
-    const rs = await guard(this.dbConfig, () =>
-      this.db().execute({
+    const rs = await guard(this.dbConfig, async () =>
+      (await this.reader()).execute({
         sql: 'SELECT CAST(key AS BLOB), value, crc FROM kv WHERE actor = ? AND key = ?',
         args: [actor, key],
       }),
@@ -270,15 +291,15 @@ export class NamespaceStore implements StateReader {
       ...(upper === undefined ? [] : [upper]),
     ]
     args.push(page.limit + 1)
-    const rs = await guard(this.dbConfig, () => this.db().execute({ sql, args }))
+    const rs = await guard(this.dbConfig, async () => (await this.reader()).execute({ sql, args }))
     const entries = rs.rows.slice(0, page.limit).map((r) => this.verified(actor, r))
     return rs.rows.length > page.limit ? { entries, cursor: entries[entries.length - 1]![0] } : { entries }
   }
 
   async actorBytes(actor: string, options?: { signal?: AbortSignal }): Promise<number> {
     options?.signal?.throwIfAborted()
-    const rs = await guard(this.dbConfig, () =>
-      this.db().execute({ sql: 'SELECT bytes FROM actor_usage WHERE actor = ?', args: [actor] }),
+    const rs = await guard(this.dbConfig, async () =>
+      (await this.reader()).execute({ sql: 'SELECT bytes FROM actor_usage WHERE actor = ?', args: [actor] }),
     )
     return Number(rs.rows[0]?.[0] ?? 0)
   }
@@ -286,15 +307,17 @@ export class NamespaceStore implements StateReader {
   /** Bytes of keys and values of every actor of the namespace (kept incrementally). */
   async namespaceBytes(options?: { signal?: AbortSignal }): Promise<number> {
     options?.signal?.throwIfAborted()
-    const rs = await guard(this.dbConfig, () => this.db().execute('SELECT bytes FROM ns_meta WHERE id = 1'))
+    const rs = await guard(this.dbConfig, async () =>
+      (await this.reader()).execute('SELECT bytes FROM ns_meta WHERE id = 1'),
+    )
     return Number(rs.rows[0]?.[0] ?? 0)
   }
 
   /** Deployed modules, oldest version first. */
   async modules(options?: { signal?: AbortSignal }): Promise<ModuleRecord[]> {
     options?.signal?.throwIfAborted()
-    const rs = await guard(this.dbConfig, () =>
-      this.db().execute(
+    const rs = await guard(this.dbConfig, async () =>
+      (await this.reader()).execute(
         'SELECT version, CAST(hash AS BLOB), bytes, CAST(metadata AS BLOB), crc FROM modules ORDER BY version',
       ),
     )
@@ -316,7 +339,8 @@ export class NamespaceStore implements StateReader {
   async close(): Promise<void> {
     await this.lock.run(async () => {
       if (this.client) await checkpoint(this.dbConfig, this.client)
-      this.detach()
+      this.client?.close()
+      this.client = undefined
     })
   }
 

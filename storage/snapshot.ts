@@ -199,11 +199,15 @@ export async function installNamespaceSnapshot(
     await checkReceived(store, tmp, meta)
     return await store.lock.run(async () => {
       if (meta.index <= store.applied().index) return false
-      store.detach()
-      await Promise.all(['-wal', '-shm', '-journal'].map((s) => rm(`${store.path}${s}`, { force: true })))
-      await rename(tmp, store.path)
-      await syncDir(dirname(store.path))
-      await store.reopen()
+      store.beginSwap()
+      try {
+        await Promise.all(['-wal', '-shm', '-journal'].map((s) => rm(`${store.path}${s}`, { force: true })))
+        await rename(tmp, store.path)
+        await syncDir(dirname(store.path))
+        await store.reopen()
+      } finally {
+        store.endSwap()
+      }
       const now = store.applied()
       assert(
         now.index === meta.index && now.term === meta.term,

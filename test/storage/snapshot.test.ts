@@ -117,6 +117,27 @@ describe('namespace snapshots', () => {
     expect(dst.applied().index).toBe(2)
   })
 
+  it('keeps serving reads while a snapshot is installed, old state before and new state after', async () => {
+    const src = await open('src')
+    await src.apply({ index: 9, term: 2, writes: [{ actor: 'a', key: 'v', value: new Uint8Array([2]) }] })
+    const dst = await open('dst')
+    await dst.apply({ index: 1, term: 1, writes: [{ actor: 'a', key: 'v', value: new Uint8Array([1]) }] })
+    const snap = await createNamespaceSnapshot(src)
+    let done = false
+    const install = installNamespaceSnapshot(dst, snap.meta, snap.chunks).finally(() => {
+      done = true
+    })
+    const seen = new Set<number>()
+    for (let reads = 0; !done && reads < 100_000; reads++) {
+      seen.add((await dst.get('a', 'v'))![0]!)
+      await new Promise((r) => setImmediate(r)) // let the install's file I/O run between reads
+    }
+    await install
+    seen.add((await dst.get('a', 'v'))![0]!)
+    expect([...seen].every((x) => x === 1 || x === 2)).toBe(true)
+    expect(await dst.get('a', 'v')).toEqual(new Uint8Array([2]))
+  })
+
   it('skips a snapshot at or below the applied index and removes its temp file after reading', async () => {
     const src = await open('src')
     await fill(src, 5, 3)
