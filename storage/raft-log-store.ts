@@ -20,7 +20,8 @@ import {
   type Storage,
 } from '../consensus/index.js'
 import { StorageClosedError } from './errors.js'
-import { crcGroupRow, crcSnapshotRow, entryInserts, loadGroups } from './raft-rows.js'
+import { crcGroupRow, crcSnapshotRow, loadGroups } from './raft-rows.js'
+import { insertSegment, type SegmentBounds, truncateSegments } from './raft-segments.js'
 import { checkpoint, type DbConfig, ensureSchema, guard, openDb, SerialLock } from './sqlite.js'
 
 /** Options of `openRaftLogStore`. */
@@ -35,9 +36,9 @@ const SCHEMA = [
   `CREATE TABLE IF NOT EXISTS raft_snapshot (
     grp TEXT PRIMARY KEY, idx INTEGER NOT NULL, term INTEGER NOT NULL, conf TEXT NOT NULL,
     data BLOB NOT NULL, crc INTEGER NOT NULL)`,
-  `CREATE TABLE IF NOT EXISTS raft_entry (
-    grp TEXT NOT NULL, idx INTEGER NOT NULL, term INTEGER NOT NULL, type INTEGER NOT NULL,
-    data BLOB NOT NULL, crc INTEGER NOT NULL, PRIMARY KEY (grp, idx)) WITHOUT ROWID`,
+  `CREATE TABLE IF NOT EXISTS raft_segment (
+    grp TEXT NOT NULL, first INTEGER NOT NULL, last INTEGER NOT NULL, data BLOB NOT NULL,
+    crc INTEGER NOT NULL, bounds_crc INTEGER NOT NULL, PRIMARY KEY (grp, first)) WITHOUT ROWID`,
 ]
 
 /**
@@ -53,9 +54,9 @@ export async function openRaftLogStore(
   const client = await openDb(config)
   try {
     await ensureSchema(config, client, SCHEMA)
-    const views = await guard(config, () => loadGroups(client, config.path))
+    const { views, segments } = await guard(config, () => loadGroups(client, config.path))
     config.logger?.info({ path: config.path, groups: views.size }, 'raft log store opened')
-    return new RaftLogStore(client, config, views)
+    return new RaftLogStore(client, config, views, segments)
   } catch (error) {
     client.close()
     throw error
@@ -76,6 +77,8 @@ export class RaftLogStore implements LogStore {
     private readonly client: Client,
     private readonly config: RaftLogStoreConfig,
     private readonly views: Map<string, MemoryStorage>,
+    /** Bounds of each group's stored log segments (see raft-segments.ts). */
+    private readonly segments: Map<string, SegmentBounds[]>,
   ) {}
 
   open(group: string, bootstrap?: ConfState): Storage {
@@ -102,8 +105,9 @@ export class RaftLogStore implements LogStore {
       options?.signal?.throwIfAborted()
       checkGroupWrites(writes, (g) => memoryBounds(this.views.get(g)))
       for (const w of writes) this.open(w.group)
-      const stmts = this.persistStatements(writes)
+      const { stmts, segments } = this.persistStatements(writes)
       await this.commit(stmts)
+      for (const [group, bounds] of segments) this.segments.set(group, bounds)
       for (const w of writes) {
         const view = this.views.get(w.group)!
         if (w.snapshot) view.applySnapshot(w.snapshot)
@@ -141,13 +145,22 @@ export class RaftLogStore implements LogStore {
       if (compacting) {
         const hs = view.initialState().hardState
         const compactTerm = view.term(compactIndex)
-        stmts.push({ sql: 'DELETE FROM raft_entry WHERE grp = ? AND idx <= ?', args: [group, compactIndex] })
+        stmts.push({
+          sql: 'DELETE FROM raft_segment WHERE grp = ? AND last <= ?',
+          args: [group, compactIndex],
+        })
         stmts.push(groupUpsert(group, hs, compactIndex, compactTerm))
       }
       await this.commit(stmts)
       const made = view.createSnapshot(index, conf, data)
       assert(made.meta.term === term, 'snapshot term changed while writing it')
-      if (compacting) view.compact(compactIndex)
+      if (compacting) {
+        view.compact(compactIndex)
+        this.segments.set(
+          group,
+          (this.segments.get(group) ?? []).filter((b) => b.last > compactIndex),
+        )
+      }
       return made
     })
   }
@@ -157,12 +170,13 @@ export class RaftLogStore implements LogStore {
     return this.exclusive(async () => {
       this.unsaved.delete(group)
       await this.commit(
-        ['raft_entry', 'raft_snapshot', 'raft_group'].map((t) => ({
+        ['raft_segment', 'raft_snapshot', 'raft_group'].map((t) => ({
           sql: `DELETE FROM ${t} WHERE grp = ?`,
           args: [group],
         })),
       )
       this.views.delete(group)
+      this.segments.delete(group)
     })
   }
 
@@ -201,45 +215,66 @@ export class RaftLogStore implements LogStore {
     this.transactionCount++
   }
 
-  /** The statements of one batch, after `checkGroupWrites` accepted it. */
-  private persistStatements(writes: GroupWrite[]): InStatement[] {
+  /** The statements of one batch (after `checkGroupWrites` accepted it) and the segments after it. */
+  private persistStatements(writes: GroupWrite[]): {
+    stmts: InStatement[]
+    segments: Map<string, SegmentBounds[]>
+  } {
     const stmts: InStatement[] = []
-    const state = new Map<string, { hs: HardState; offset: number; term: number; last: number }>()
+    const state = new Map<string, GroupPlan>()
     for (const w of writes) {
-      const view = this.views.get(w.group)!
-      let s = state.get(w.group)
-      if (!s) {
-        const offset = view.firstIndex() - 1
-        s = { hs: view.initialState().hardState, offset, term: view.term(offset), last: view.lastIndex() }
-      }
+      let s = state.get(w.group) ?? this.planOf(w.group)
       if (w.snapshot) {
-        stmts.push({ sql: 'DELETE FROM raft_entry WHERE grp = ?', args: [w.group] })
+        stmts.push({ sql: 'DELETE FROM raft_segment WHERE grp = ?', args: [w.group] })
         stmts.push(snapshotUpsert(w.group, w.snapshot))
-        s = {
-          hs: s.hs,
-          offset: w.snapshot.meta.index,
-          term: w.snapshot.meta.term,
-          last: w.snapshot.meta.index,
-        }
+        const { index, term } = w.snapshot.meta
+        s = { hs: s.hs, offset: index, term, last: index, bounds: [] }
       }
       const offset = s.offset
       const entries = w.entries.filter((e) => e.index > offset)
       if (entries.length > 0) {
         if (entries[0]!.index <= s.last) {
-          stmts.push({
-            sql: 'DELETE FROM raft_entry WHERE grp = ? AND idx >= ?',
-            args: [w.group, entries[0]!.index],
-          })
+          const cut = truncateSegments(w.group, s.bounds, entries[0]!.index, offset)
+          stmts.push(...cut.stmts)
+          s.bounds = cut.bounds
         }
-        stmts.push(...entryInserts(w.group, entries))
-        s.last = entries[entries.length - 1]!.index
+        const segment = insertSegment(w.group, entries)
+        stmts.push(segment.stmt)
+        s.bounds = [...s.bounds, segment.bounds]
+        s.last = segment.bounds.last
       }
       if (w.hardState) s.hs = { ...w.hardState }
       state.set(w.group, s)
     }
-    for (const [group, s] of state) stmts.push(groupUpsert(group, s.hs, s.offset, s.term))
-    return stmts
+    const segments = new Map<string, SegmentBounds[]>()
+    for (const [group, s] of state) {
+      stmts.push(groupUpsert(group, s.hs, s.offset, s.term))
+      segments.set(group, s.bounds)
+    }
+    return { stmts, segments }
   }
+
+  /** A group's current state, as the starting point of a batch's plan. */
+  private planOf(group: string): GroupPlan {
+    const view = this.views.get(group)!
+    const offset = view.firstIndex() - 1
+    return {
+      hs: view.initialState().hardState,
+      offset,
+      term: view.term(offset),
+      last: view.lastIndex(),
+      bounds: this.segments.get(group) ?? [],
+    }
+  }
+}
+
+/** What a batch will leave of one group: hard state, compaction point, last index, segments. */
+interface GroupPlan {
+  hs: HardState
+  offset: number
+  term: number
+  last: number
+  bounds: SegmentBounds[]
 }
 
 function groupUpsert(group: string, hs: HardState, compactIndex: number, compactTerm: number): InStatement {

@@ -1,17 +1,13 @@
 /**
- * Rows of raft.db: their checksums, the multi-row inserts for entries, and loading every group
+ * Rows of raft.db: their checksums, and loading every group
  * back into memory with each row verified, so a flipped byte is a `StorageCorruptionError`.
  */
 import { crc32 } from 'node:zlib'
-import type { Client, InStatement } from '@libsql/client'
+import type { Client } from '@libsql/client'
 import { type ConfState, type Entry, type HardState, MemoryStorage } from '../consensus/index.js'
 import { StorageCorruptionError } from './errors.js'
+import { crcBounds, crcSegment, type SegmentBounds, unpackEntries } from './raft-segments.js'
 import { blob, text } from './sqlite.js'
-
-/** CRC-32 of an entry: its group, index, term and type, then its data. */
-export function crcEntry(group: string, e: Entry): number {
-  return crc32(e.data, crc32(`${group}\0${e.index}\0${e.term}\0${e.type}`))
-}
 
 /** CRC-32 of a group's hard state and compaction point. */
 export function crcGroupRow(group: string, hs: HardState, compactIndex: number, compactTerm: number): number {
@@ -28,23 +24,6 @@ export function crcSnapshotRow(
 ): number {
   return crc32(data, crc32(`${group}\0${index}\0${term}\0${conf}`))
 }
-
-/**
- * One INSERT for all `entries` of `group`: the rows travel as one JSON argument (data as hex) and
- * `json_each` expands them, because the client prepares every statement anew and preparing a
- * statement with hundreds of parameters cost more than SQLite's inserts themselves.
- */
-export function entryInserts(group: string, entries: Entry[]): InStatement[] {
-  const rows: Array<[number, number, number, string, number]> = []
-  for (const e of entries) {
-    const hex = Buffer.from(e.data.buffer, e.data.byteOffset, e.data.byteLength).toString('hex')
-    rows.push([e.index, e.term, e.type, hex, crcEntry(group, e)])
-  }
-  return [{ sql: ENTRY_INSERT_SQL, args: [group, JSON.stringify(rows)] }]
-}
-
-const ENTRY_INSERT_SQL = `INSERT INTO raft_entry (grp, idx, term, type, data, crc)
-  SELECT ?1, j.value ->> 0, j.value ->> 1, j.value ->> 2, unhex(j.value ->> 3), j.value ->> 4 FROM json_each(?2) AS j`
 
 interface GroupRow {
   hs: HardState
@@ -93,25 +72,34 @@ async function readSnapshotRows(client: Client, path: string): Promise<Map<strin
   return out
 }
 
-async function readEntries(client: Client, path: string): Promise<Map<string, Entry[]>> {
+interface SegmentRows {
+  bounds: SegmentBounds[]
+  entries: Entry[]
+}
+
+async function readSegments(client: Client, path: string): Promise<Map<string, SegmentRows>> {
   const rs = await client.execute(
-    'SELECT CAST(grp AS BLOB), idx, term, type, data, crc FROM raft_entry ORDER BY grp, idx',
+    'SELECT CAST(grp AS BLOB), first, last, data, crc, bounds_crc FROM raft_segment ORDER BY grp, first',
   )
-  const out = new Map<string, Entry[]>()
+  const out = new Map<string, SegmentRows>()
   for (const r of rs.rows) {
     const group = text(r[0], path)
-    const e: Entry = {
-      index: Number(r[1]),
-      term: Number(r[2]),
-      type: Number(r[3]) as Entry['type'],
-      data: blob(r[4], path),
+    const [first, last] = [Number(r[1]), Number(r[2])]
+    const packed = blob(r[3], path)
+    if (crcSegment(group, first, packed) !== Number(r[4]) || crcBounds(group, first, last) !== Number(r[5])) {
+      throw new StorageCorruptionError(path, `log segment at ${first} of group '${group}' fails its checksum`)
     }
-    if (crcEntry(group, e) !== Number(r[5])) {
-      throw new StorageCorruptionError(path, `entry ${e.index} of group '${group}' fails its checksum`)
+    const entries = unpackEntries(packed, first, path, group)
+    if (last < first || last > first + entries.length - 1) {
+      throw new StorageCorruptionError(
+        path,
+        `log segment at ${first} of group '${group}' ends outside its entries`,
+      )
     }
-    let list = out.get(group)
-    if (!list) out.set(group, (list = []))
-    list.push(e)
+    let rows = out.get(group)
+    if (!rows) out.set(group, (rows = { bounds: [], entries: [] }))
+    rows.bounds.push({ first, last })
+    for (const e of entries) if (e.index <= last) rows.entries.push(e)
   }
   return out
 }
@@ -125,6 +113,7 @@ function buildView(
   entries: Entry[],
 ): MemoryStorage {
   const bad = (why: string) => new StorageCorruptionError(path, `group '${group}': ${why}`)
+  entries = entries.filter((e) => e.index > g.compactIndex)
   entries.forEach((e, i) => {
     if (e.index !== g.compactIndex + 1 + i) throw bad(`log has a hole before index ${e.index}`)
   })
@@ -151,19 +140,28 @@ function buildView(
   return view
 }
 
+/** Every group of raft.db, loaded and verified: its `Storage` view and its segments' bounds. */
+export interface LoadedGroups {
+  views: Map<string, MemoryStorage>
+  segments: Map<string, SegmentBounds[]>
+}
+
 /** Loads and verifies every group of raft.db. */
-export async function loadGroups(client: Client, path: string): Promise<Map<string, MemoryStorage>> {
+export async function loadGroups(client: Client, path: string): Promise<LoadedGroups> {
   const groups = await readGroupRows(client, path)
   const snapshots = await readSnapshotRows(client, path)
-  const entries = await readEntries(client, path)
+  const logs = await readSegments(client, path)
   const views = new Map<string, MemoryStorage>()
+  const segments = new Map<string, SegmentBounds[]>()
   for (const [group, g] of groups) {
     const snap = snapshots.get(group)
     if (!snap) throw new StorageCorruptionError(path, `group '${group}' has no snapshot row`)
-    views.set(group, buildView(path, group, g, snap, entries.get(group) ?? []))
+    const log = logs.get(group) ?? { bounds: [], entries: [] }
+    views.set(group, buildView(path, group, g, snap, log.entries))
+    segments.set(group, log.bounds)
   }
-  for (const group of [...snapshots.keys(), ...entries.keys()]) {
+  for (const group of [...snapshots.keys(), ...logs.keys()]) {
     if (!groups.has(group)) throw new StorageCorruptionError(path, `rows of unknown group '${group}'`)
   }
-  return views
+  return { views, segments }
 }
