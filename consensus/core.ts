@@ -651,24 +651,27 @@ export class Raft {
 
   // ---- leader ----------------------------------------------------------------------------------
 
-  /** Appends entries to the leader's log, enforcing the uncommitted-bytes bound. */
-  appendEntries(entries: Entry[]): void {
+  /**
+   * Appends entries to the leader's log, enforcing the uncommitted-bytes bound; returns the index
+   * given to the first entry.
+   */
+  appendEntries(entries: Entry[]): number {
     let bytes = 0
     for (const e of entries) bytes += e.data.byteLength
     if (this.uncommittedBytes > 0 && bytes > 0 && this.uncommittedBytes + bytes > this.maxUncommittedBytes) {
       throw new ProposalDroppedError(
         'uncommitted-bytes',
         this.id,
-        `Cannot propose: ${this.uncommittedBytes} uncommitted bytes would exceed maxUncommittedBytes ${this.maxUncommittedBytes}`,
+        `Cannot propose: ${this.uncommittedBytes + bytes} uncommitted bytes would exceed maxUncommittedBytes ${this.maxUncommittedBytes}`,
       )
     }
+    // New entry objects: a proposal's entries may be shared (a transport that delivers a message
+    // twice by reference), and one object must never sit in the log at two indexes.
     let index = this.log.lastIndex()
-    for (const e of entries) {
-      e.term = this.term
-      e.index = ++index
-    }
-    this.log.append(entries)
+    const own = entries.map((e) => ({ term: this.term, index: ++index, type: e.type, data: e.data }))
+    this.log.append(own)
     this.uncommittedBytes += bytes
+    return own[0]!.index
   }
 
   /** The committed entries were handed to the application: they no longer count as uncommitted. */
@@ -733,8 +736,8 @@ export class Raft {
         'Cannot change membership: an earlier change is not applied yet',
       )
     }
-    this.appendEntries(m.entries)
-    if (confAt >= 0) this.pendingConfIndex = m.entries[confAt]!.index
+    const first = this.appendEntries(m.entries)
+    if (confAt >= 0) this.pendingConfIndex = first + confAt
     this.broadcastAppend()
   }
 
