@@ -206,6 +206,11 @@ export class NamespaceStore implements StateReader {
       throw new RangeError(`Cannot apply batch at index '${batch.index}' term '${batch.term}'`)
     }
     this.checkWrites(batch.writes)
+    for (const m of batch.modules ?? []) {
+      if (!Number.isInteger(m.version) || typeof m.hash !== 'string' || !(m.bytes instanceof Uint8Array)) {
+        throw new TypeError(`Cannot store module version '${m.version}': version, hash or bytes is malformed`)
+      }
+    }
     return this.lock.run(async () => {
       if (batch.index <= this.point.index) return false
       const conf = batch.conf ? cloneConf(batch.conf) : this.point.conf
