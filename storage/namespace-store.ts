@@ -3,7 +3,7 @@
  * deployed modules, and the applied index/term/membership, all written in one transaction per
  * applied batch so that applying after a crash is exactly-once.
  */
-import { mkdir } from 'node:fs/promises'
+import { mkdir, readdir, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Client, Row } from '@libsql/client'
 import { type ConfState, cloneConf, type Logger } from '../consensus/index.js'
@@ -74,8 +74,21 @@ export async function openNamespaceStore(
   const dir = join(config.dataDir, 'ns')
   await mkdir(dir, { recursive: true })
   const store = new NamespaceStore(config, join(dir, `${config.name}.db`))
+  await removeStaleTemps(dir, `${config.name}.db.`)
   await store.reopen()
   return store
+}
+
+/**
+ * Removes snapshot temp files a crash left behind (`<name>.db.snap-*.tmp`, `.install-*.tmp` and
+ * their `-wal`/`-shm`): nothing else owns them while the namespace is being opened.
+ */
+async function removeStaleTemps(dir: string, prefix: string): Promise<void> {
+  const stale = /^(snap|install)-[0-9a-f]+\.tmp(-wal|-shm|-journal)?$/
+  for (const name of await readdir(dir)) {
+    if (name.startsWith(prefix) && stale.test(name.slice(prefix.length)))
+      await rm(join(dir, name), { force: true })
+  }
 }
 
 /** A namespace database. Create it with `openNamespaceStore`. */

@@ -138,6 +138,23 @@ describe('namespace snapshots', () => {
     expect(await dst.get('a', 'v')).toEqual(new Uint8Array([2]))
   })
 
+  it('removes snapshot temp files a crash left behind when the namespace is opened', async () => {
+    const src = await open('src')
+    await fill(src, 3, 2)
+    const snap = await createNamespaceSnapshot(src) // never read nor discarded: as if the process died
+    await src.close()
+    const { readdir, writeFile } = await import('node:fs/promises')
+    const nsDir = join(dir, 'src', 'ns')
+    await writeFile(join(nsDir, 'room.db.install-00ff.tmp'), 'partial')
+    await writeFile(join(nsDir, 'other.db.install-00ff.tmp'), 'not ours')
+    expect((await readdir(nsDir)).filter((f) => f.startsWith('room.db.') && f.endsWith('.tmp'))).toHaveLength(
+      2,
+    )
+    await open('src')
+    expect((await readdir(nsDir)).filter((f) => f.endsWith('.tmp'))).toEqual(['other.db.install-00ff.tmp'])
+    expect(snap.meta.bytes).toBeGreaterThan(0)
+  })
+
   it('skips a snapshot at or below the applied index and removes its temp file after reading', async () => {
     const src = await open('src')
     await fill(src, 5, 3)
