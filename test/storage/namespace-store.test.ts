@@ -2,6 +2,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import {
   type NamespaceStore,
   openNamespaceStore,
+  StorageClosedError,
   StorageLimitError,
   StorageQuotaError,
   validateNamespaceName,
@@ -180,6 +181,19 @@ describe('namespace store', () => {
     await s.apply({ index: 1, term: 1, writes: [], modules: [mod] })
     await open()
     expect(await store!.modules()).toEqual([mod])
+  })
+
+  it('rejects calls after close with StorageClosedError and calls with an aborted signal', async () => {
+    const s = await open()
+    const aborted = AbortSignal.abort()
+    await expect(s.apply({ index: 1, term: 1, writes: [] }, { signal: aborted })).rejects.toThrow(/abort/i)
+    await expect(s.get('a', 'k', { signal: aborted })).rejects.toThrow(/abort/i)
+    await s.close()
+    await expect(s.get('a', 'k')).rejects.toBeInstanceOf(StorageClosedError)
+    await expect(s.apply({ index: 1, term: 1, writes: [] })).rejects.toMatchObject({
+      code: 'ACTORMESH_STORAGE_CLOSED',
+    })
+    store = undefined
   })
 
   it('refuses namespace names with separators, dots, control characters or upper case', async () => {

@@ -1,7 +1,7 @@
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { type Entry, type LogStore, MemoryLogStore, type Storage } from '../../consensus/index.js'
-import { openRaftLogStore } from '../../storage/index.js'
+import { openRaftLogStore, StorageClosedError } from '../../storage/index.js'
 import { logStoreCompliance } from '../consensus/log-store-compliance.js'
 import { seeded, tempDir } from './helpers.js'
 
@@ -27,6 +27,16 @@ function dump(v: Storage) {
 }
 
 describe('raft.db', () => {
+  it('rejects calls after close with StorageClosedError', async () => {
+    const { dir, remove } = await tempDir()
+    const store = await openRaftLogStore({ path: join(dir, 'raft.db') })
+    await store.close()
+    await expect(store.persist([])).rejects.toBeInstanceOf(StorageClosedError)
+    expect(() => store.open('g')).toThrow(StorageClosedError)
+    await store.close() // closing twice is harmless
+    await remove()
+  })
+
   it('matches the in-memory model through random appends, conflicts, snapshots and reopens', async () => {
     const seed = Number(process.env.STORAGE_SEED ?? Date.now() % 1_000_000)
     const rand = seeded(seed)
