@@ -5,6 +5,7 @@ import pino from 'pino'
 import { afterEach, describe, expect, it } from 'vitest'
 import { createHost, type Host } from '../../node/p2p/host.js'
 import { PeerLinks } from '../../node/p2p/links.js'
+import { waitFor } from './wait.js'
 
 const log = pino({ level: 'silent' })
 
@@ -35,14 +36,6 @@ async function startPeer(seeds: string[] = [], dir?: string): Promise<TestPeer> 
 async function stopPeer(p: TestPeer): Promise<void> {
   await p.links.close()
   await p.host.stop()
-}
-
-async function waitFor(cond: () => boolean, what: string, timeoutMs = 20_000): Promise<void> {
-  const start = Date.now()
-  while (!cond()) {
-    if (Date.now() - start > timeoutMs) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((r) => setTimeout(r, 10))
-  }
 }
 
 afterEach(async () => {

@@ -6,6 +6,7 @@ import { afterEach, describe, expect, it } from 'vitest'
 import { type MemberChange, Membership } from '../../node/membership.js'
 import { createHost, type Host } from '../../node/p2p/host.js'
 import { SeedDialer } from '../../node/p2p/seeds.js'
+import { waitFor } from './wait.js'
 
 const log = pino({ level: 'silent' })
 
@@ -39,14 +40,6 @@ async function stopNode(n: TestNode): Promise<void> {
   n.seedDialer.stop()
   n.membership.stop()
   await n.host.stop()
-}
-
-async function waitFor(cond: () => boolean, what: string, timeoutMs = 30_000): Promise<void> {
-  const start = Date.now()
-  while (!cond()) {
-    if (Date.now() - start > timeoutMs) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((r) => setTimeout(r, 20))
-  }
 }
 
 afterEach(async () => {

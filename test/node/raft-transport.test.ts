@@ -9,6 +9,7 @@ import { PeerLinks } from '../../node/p2p/links.js'
 import { Channel, LinkRaftTransport, validateFrame } from '../../node/raft-transport.js'
 import { RecordingStateMachine, TestLogStore } from '../consensus/driver-harness.js'
 import { seededRandom } from '../consensus/harness.js'
+import { waitFor } from './wait.js'
 
 const log = pino({ level: 'silent' })
 
@@ -47,14 +48,6 @@ async function startMember(seed: number, seeds: string[]): Promise<Member> {
   const m: Member = { host, links, transport, driver, sm: new RecordingStateMachine(), ticker, dir }
   members.push(m)
   return m
-}
-
-async function waitFor(cond: () => boolean, what: string, timeoutMs = 30_000): Promise<void> {
-  const start = Date.now()
-  while (!cond()) {
-    if (Date.now() - start > timeoutMs) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((r) => setTimeout(r, 20))
-  }
 }
 
 afterEach(async () => {
