@@ -1,6 +1,6 @@
 /** The public types of the multi-Raft driver. */
 import type { Transport } from '../transport.js'
-import type { ConfState, Logger, LogStore, NodeId, RandomInt, Status } from '../types.js'
+import type { ConfChange, ConfState, Logger, LogStore, NodeId, RandomInt, Status } from '../types.js'
 import type { MultiRaftConfig } from './config.js'
 import type { StateMachine } from './group.js'
 
@@ -63,6 +63,12 @@ export interface MultiRaft {
    * proposal itself cannot be withdrawn.
    */
   propose(group: string, data: Uint8Array, options?: { signal?: AbortSignal }): Promise<number>
+  /**
+   * Proposes a membership change on the group's leader; resolves with the new membership once the
+   * change is applied here. Rejects with `ProposalDroppedError` (not the leader, a change pending),
+   * `RangeError` (it would leave no voter), or `ProposalOutcomeUnknownError`.
+   */
+  proposeConfChange(group: string, change: ConfChange, options?: { signal?: AbortSignal }): Promise<ConfState>
   /** Resolves when a linearizable read of `group` may be served from this node's state machine. */
   readIndex(group: string, options?: { signal?: AbortSignal }): Promise<void>
   /** Starts an election for `group` on this node now. */

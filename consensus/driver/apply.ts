@@ -32,6 +32,8 @@ export async function applyReady(
     g.applied = rd.snapshot.meta.index
     g.snapshotIndex = rd.snapshot.meta.index
     g.conf = cloneConf(rd.snapshot.meta.conf)
+    // A snapshot hides which entry took the pending change's index.
+    if (g.confChange && g.confChange.index <= rd.snapshot.meta.index) g.confChangeLost('leadership-lost')
   }
   if (rd.committedEntries.length > 0) await applyCommitted(g, rd.committedEntries, incarnation)
   for (const rs of rd.readStates) {
@@ -50,6 +52,7 @@ async function applyCommitted(g: GroupState, committed: Entry[], incarnation: In
   for (const e of committed) {
     if (e.type === EntryType.ConfChange) {
       g.conf = g.node.applyConfChange(decodeConfChange(e.data))
+      g.confChangeApplied(e.index, e.term)
       continue
     }
     if (e.data.byteLength === 0) continue // a leader's no-op

@@ -54,6 +54,15 @@ export interface PendingRead {
   settled: boolean
 }
 
+/** A membership change waiting to be applied (Raft allows one at a time). */
+export interface PendingConfChange {
+  index: number
+  term: number
+  deadlineTick: number
+  resolve(conf: ConfState): void
+  reject(error: Error): void
+}
+
 /** The driver's bookkeeping for one group. */
 export class GroupState {
   lead: NodeId = NONE
@@ -78,6 +87,7 @@ export class GroupState {
   /** Proposals made since the last turn, handed to Raft together at its start (see `Driver.submit`). */
   buffered: PendingProposal[] = []
   readonly reads = new Map<number, PendingRead>()
+  confChange: PendingConfChange | undefined
   /** Reads with a read state, waiting for `applied` to reach it. */
   confirmedReads: PendingRead[] = []
 
@@ -99,7 +109,24 @@ export class GroupState {
   }
 
   hasPending(): boolean {
-    return this.proposals.size > 0 || this.reads.size > 0
+    return this.proposals.size > 0 || this.reads.size > 0 || this.confChange !== undefined
+  }
+
+  /** A conf change entry was applied at `index` with `term`: settles the pending change it answers. */
+  confChangeApplied(index: number, term: number): void {
+    const c = this.confChange
+    if (!c || index < c.index) return
+    this.confChange = undefined
+    if (index === c.index && term === c.term) c.resolve(this.conf)
+    else c.reject(new ProposalOutcomeUnknownError(this.name, 'leadership-lost'))
+  }
+
+  /** The pending conf change cannot be tracked any more (leader change, snapshot, removal, timeout). */
+  confChangeLost(reason: 'leadership-lost' | 'timeout' | 'group-removed'): void {
+    const c = this.confChange
+    if (!c) return
+    this.confChange = undefined
+    c.reject(new ProposalOutcomeUnknownError(this.name, reason))
   }
 
   /** The entry proposed as `seq` was applied at `index`. */
@@ -132,6 +159,7 @@ export class GroupState {
    * this turn's Ready reports, so they went to the new leader. Buffered ones were not sent yet.
    */
   leadershipLost(turn: number, reason: OutcomeUnknownReason = 'leadership-lost'): void {
+    this.confChangeLost(reason === 'group-removed' ? 'group-removed' : 'leadership-lost')
     for (const p of this.proposals.values()) {
       if (reason === 'group-removed' || (p.submitTurn !== 0 && p.submitTurn < turn))
         this.rejectProposal(p, reason)
@@ -202,6 +230,7 @@ export class GroupState {
 
   /** Rejects requests past their deadline; both maps are in deadline order. */
   expire(now: number): void {
+    if (this.confChange && this.confChange.deadlineTick <= now) this.confChangeLost('timeout')
     for (const p of this.proposals.values()) {
       if (p.deadlineTick > now) break
       this.rejectProposal(p, 'timeout')
@@ -217,6 +246,10 @@ export class GroupState {
 
   /** Rejects everything (the group is removed or the driver closes). */
   rejectAll(proposalError: () => Error, readError: () => Error): void {
+    if (this.confChange) {
+      this.confChange.reject(proposalError())
+      this.confChange = undefined
+    }
     for (const p of this.proposals.values()) {
       p.settled = true
       p.reject(proposalError())

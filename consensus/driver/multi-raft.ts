@@ -1,6 +1,9 @@
+import { ProposalDroppedError } from '../errors.js'
 import { RawNode } from '../raft.js'
 import type { Frame, Transport, TransportHandler } from '../transport.js'
 import {
+  type ConfChange,
+  type ConfState,
   type GroupWrite,
   type Logger,
   type LogStore,
@@ -195,6 +198,41 @@ class Driver implements MultiRaft, TransportHandler {
       g.buffered.push(p)
       if (options?.signal) withAbort(p, options.signal, () => g.proposals.delete(seq))
       this.submitting.add(g)
+      this.pending.add(g)
+      this.touch(g)
+      return promise
+    } catch (e) {
+      return Promise.reject(e)
+    }
+  }
+
+  proposeConfChange(
+    group: string,
+    change: ConfChange,
+    options?: { signal?: AbortSignal },
+  ): Promise<ConfState> {
+    try {
+      options?.signal?.throwIfAborted()
+      const g = this.get(group)
+      if (g.confChange) {
+        throw new ProposalDroppedError(
+          'pending-conf-change',
+          g.lead,
+          `Cannot change group '${group}': a change is pending`,
+        )
+      }
+      g.node.proposeConfChange(change) // throws ProposalDroppedError / RangeError: nothing appended
+      const st = g.node.status()
+      const promise = new Promise<ConfState>((resolve, reject) => {
+        g.confChange = {
+          index: st.lastIndex,
+          term: st.term,
+          deadlineTick: this.tickCount + this.config.requestTimeoutTicks,
+          resolve,
+          reject,
+        }
+      })
+      this.activate(g)
       this.pending.add(g)
       this.touch(g)
       return promise
