@@ -31,3 +31,4 @@ export {
 } from './placement.js'
 export { Channel, LinkRaftTransport, type RaftTransportCounters, validateFrame } from './raft-transport.js'
 export { Rpc, RpcError, type RpcHandler, type RpcOptions } from './rpc.js'
+export { SYSTEM_VOTERS_MAX, type SystemOptions, SystemService } from './system.js'

@@ -1,11 +1,19 @@
+import { randomInt } from 'node:crypto'
 import { mkdir } from 'node:fs/promises'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
+import { join } from 'node:path'
 import type { Logger } from 'pino'
+import { createMultiRaft, type MultiRaft, Role } from '../consensus/index.js'
+import { openRaftLogStore } from '../storage/index.js'
+import { SYSTEM_GROUP } from './catalog.js'
 import { Membership, type MembershipOptions } from './membership.js'
 import { createHost, type Host } from './p2p/host.js'
 import { PeerLinks } from './p2p/links.js'
 import { SeedDialer } from './p2p/seeds.js'
+import { Channel, LinkRaftTransport } from './raft-transport.js'
+import { Rpc } from './rpc.js'
+import { SystemService } from './system.js'
 
 /** Everything `actormesh start` needs; every field has an embedded default in the CLI. */
 export interface MeshNodeConfig {
@@ -16,6 +24,8 @@ export interface MeshNodeConfig {
   http: string
   clusterKeyFile?: string
   membership?: MembershipOptions
+  /** One Raft tick, in milliseconds: heartbeats every tick, elections after 10–20 ticks. */
+  tickMs?: number
 }
 
 /** A running mesh node. */
@@ -23,15 +33,18 @@ export interface MeshNode {
   readonly host: Host
   readonly membership: Membership
   readonly links: PeerLinks
+  readonly driver: MultiRaft
+  readonly system: SystemService
   /** The gateway's base URL, e.g. `http://127.0.0.1:8080`. */
   readonly url: string
   stop(): Promise<void>
 }
 
 /**
- * Starts a node: the libp2p host, the frame links, gossiped membership, the seed dialer and the
- * HTTP gateway (so far `/healthz` and `/v1/members`). Raft groups, actors and the full API are
- * added on top of this by the request-path work.
+ * Starts a node: the libp2p host, the frame links (Raft and RPC channels), gossiped membership,
+ * the seed dialer, `raft.db` with the multi-Raft driver on a shared tick, the `_system` group
+ * (bootstrapped by the first node, joined by the others), and the HTTP gateway (`/healthz`,
+ * `/v1/status`, `/v1/members`). Namespaces, actors and the full API come on top of this.
  */
 export async function startMeshNode(
   config: MeshNodeConfig,
@@ -50,41 +63,92 @@ export async function startMeshNode(
     options,
   )
   let gateway = ''
-  const links = new PeerLinks(host, () => {}, log.child({ component: 'links' }))
+  let transport: LinkRaftTransport | undefined
+  let rpc: Rpc | undefined
+  const links = new PeerLinks(
+    host,
+    (from, frame) => {
+      if (frame[0] === Channel.Raft) transport?.receive(from, frame.subarray(1))
+      else if (frame[0] === Channel.Rpc) rpc?.receive(from, frame.subarray(1))
+      else links.reportAbuse(from)
+    },
+    log.child({ component: 'links' }),
+  )
   await links.start()
+  transport = new LinkRaftTransport(links)
+  rpc = new Rpc(links)
+  const logStore = await openRaftLogStore({
+    path: join(config.dataDir, 'raft.db'),
+    logger: log.child({ component: 'raft-log' }),
+  })
+  const self = host.peerId.toString()
+  const driver = createMultiRaft({
+    id: self,
+    transport,
+    logStore,
+    random: randomInt,
+    logger: log.child({ component: 'raft' }),
+  })
   const membership = new Membership(
     host,
-    () => ({ gateway, load: 0, leads: [] }),
+    () => ({ gateway, load: driver.groups().length, leads: leaderships(driver) }),
     Date.now(),
     log.child({ component: 'membership' }),
     undefined,
     config.membership,
   )
+  membership.onChange(({ member }) => {
+    if (member.state === 'dead') driver.peerDown(member.peer)
+  })
+  const system = new SystemService(
+    self,
+    () => host.getMultiaddrs().map(String),
+    driver,
+    rpc,
+    membership,
+    log.child({ component: 'system' }),
+  )
   const seeds = new SeedDialer(host, config.seeds, log.child({ component: 'seeds' }))
-  const server = createServer((req, res) => handle(req, res, host, membership))
+  const server = createServer((req, res) => handle(req, res, host, membership, system))
   try {
     gateway = await listen(server, config.http)
   } catch (e) {
+    await driver.close()
+    await logStore.close()
     await host.stop()
     throw e
   }
+  const ticker = setInterval(() => driver.tick(), config.tickMs ?? 50)
   membership.start()
   seeds.start()
-  log.info({ peer: host.peerId.toString(), addrs: host.getMultiaddrs().map(String), gateway }, 'node started')
+  system.start(logStore.groups().includes(SYSTEM_GROUP), config.seeds.length > 0)
+  log.info({ peer: self, addrs: host.getMultiaddrs().map(String), gateway }, 'node started')
   return {
     host,
     membership,
     links,
+    driver,
+    system,
     url: gateway,
     async stop() {
+      system.stop()
+      clearInterval(ticker)
       seeds.stop()
       membership.stop()
+      rpc.close()
+      await driver.close()
+      await logStore.close()
       await links.close()
       await new Promise<void>((resolve) => server.close(() => resolve()))
       server.closeAllConnections()
       await host.stop()
     },
   }
+}
+
+/** Groups this node leads (membership gossips them for routing). */
+function leaderships(driver: MultiRaft): string[] {
+  return driver.groups().filter((g) => driver.status(g).role === Role.Leader)
 }
 
 function listen(server: Server, hostPort: string): Promise<string> {
@@ -104,7 +168,13 @@ function listen(server: Server, hostPort: string): Promise<string> {
   })
 }
 
-function handle(req: IncomingMessage, res: ServerResponse, host: Host, membership: Membership): void {
+function handle(
+  req: IncomingMessage,
+  res: ServerResponse,
+  host: Host,
+  membership: Membership,
+  system: SystemService,
+): void {
   const send = (status: number, body: unknown) => {
     res.writeHead(status, { 'content-type': 'application/json' })
     res.end(`${JSON.stringify(body)}\n`)
@@ -116,6 +186,10 @@ function handle(req: IncomingMessage, res: ServerResponse, host: Host, membershi
   }
   if (path === '/healthz') {
     send(200, { ok: true, peer: host.peerId.toString() })
+    return
+  }
+  if (path === '/v1/status') {
+    send(200, { peer: host.peerId.toString(), system: system.status() })
     return
   }
   if (path === '/v1/members') {

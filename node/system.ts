@@ -1,0 +1,164 @@
+import type { Logger } from 'pino'
+import { ConfChangeType, type ConfState, type MultiRaft, Role } from '../consensus/index.js'
+import { Catalog, encodeCommand, SYSTEM_GROUP } from './catalog.js'
+import type { Membership } from './membership.js'
+import type { Rpc } from './rpc.js'
+
+/** How many `_system` members vote; the rest are learners (DESIGN.md: voters up to 5). */
+export const SYSTEM_VOTERS_MAX = 5
+
+export interface SystemOptions {
+  /** How often a joining node retries, and the leader runs its upkeep, in milliseconds. */
+  intervalMs?: number
+}
+
+/** The answer to `sys.join`: the membership the joiner must create its `_system` replica with. */
+interface JoinAnswer {
+  conf: ConfState
+}
+
+/** Thrown by a node that does not lead `_system`; carries the leader it knows. */
+class NotLeaderError extends Error {
+  readonly code = 'ACTORMESH_NOT_LEADER'
+  readonly details: { leader: string }
+  constructor(leader: string) {
+    super(`Not the leader of '${SYSTEM_GROUP}'${leader ? `; try ${leader}` : ''}`)
+    this.details = { leader }
+  }
+}
+
+/**
+ * The `_system` group on one node: the first node (no seeds, no state) bootstraps it alone; a
+ * joining node asks any member to join (`sys.join`, answered by the leader) and creates its replica
+ * with the membership the leader returns — never empty (see docs/architecture.md, the joiner
+ * rule). The leader records the node in the catalog, adds it as a learner, and promotes learners
+ * that have caught up while there are fewer than `SYSTEM_VOTERS_MAX` voters.
+ */
+export class SystemService {
+  readonly catalog = new Catalog()
+  private timer: NodeJS.Timeout | undefined
+  private joined = false
+  private busy = false
+  private readonly intervalMs: number
+
+  constructor(
+    private readonly self: string,
+    private readonly addrs: () => string[],
+    private readonly driver: MultiRaft,
+    private readonly rpc: Rpc,
+    private readonly membership: Membership,
+    private readonly log: Logger,
+    options: SystemOptions = {},
+  ) {
+    this.intervalMs = options.intervalMs ?? 300
+    rpc.handle('sys.join', (from, payload) => this.handleJoin(from, payload))
+  }
+
+  /** Starts hosting `_system`: restarts it from the log store, bootstraps it, or joins it. */
+  start(hasState: boolean, seeded: boolean): void {
+    if (hasState) {
+      this.driver.createGroup(SYSTEM_GROUP, { stateMachine: this.catalog })
+      this.joined = true
+    } else if (!seeded) {
+      this.driver.createGroup(SYSTEM_GROUP, {
+        bootstrap: { voters: [this.self], learners: [] },
+        stateMachine: this.catalog,
+      })
+      this.driver.campaign(SYSTEM_GROUP)
+      this.joined = true
+    }
+    this.timer = setInterval(() => void this.round(), this.intervalMs)
+    this.timer.unref()
+  }
+
+  stop(): void {
+    clearInterval(this.timer)
+  }
+
+  /** Leader and membership of `_system` as this node sees them. */
+  status(): { joined: boolean; leader: string; term: number; voters: string[]; learners: string[] } {
+    if (!this.joined) return { joined: false, leader: '', term: 0, voters: [], learners: [] }
+    const st = this.driver.status(SYSTEM_GROUP)
+    return {
+      joined: true,
+      leader: st.lead,
+      term: st.term,
+      voters: st.conf.voters,
+      learners: st.conf.learners,
+    }
+  }
+
+  private async round(): Promise<void> {
+    if (this.busy) return
+    this.busy = true
+    try {
+      if (!this.joined) await this.tryJoin()
+      else if (this.driver.status(SYSTEM_GROUP).role === Role.Leader) await this.upkeep()
+    } catch (e) {
+      this.log.debug({ err: String(e) }, 'system round failed; will retry')
+    } finally {
+      this.busy = false
+    }
+  }
+
+  /** Asks alive members to let us join, following a leader hint once. */
+  private async tryJoin(): Promise<void> {
+    const candidates = this.membership.alive().map((m) => m.peer)
+    for (const peer of candidates) {
+      let target = peer
+      for (let hop = 0; hop < 2; hop++) {
+        try {
+          const answer = (await this.rpc.request(
+            target,
+            'sys.join',
+            { addrs: this.addrs() },
+            { timeoutMs: 5_000 },
+          )) as JoinAnswer
+          this.driver.createGroup(SYSTEM_GROUP, { bootstrap: answer.conf, stateMachine: this.catalog })
+          this.joined = true
+          this.log.info({ via: target }, `joined ${SYSTEM_GROUP}`)
+          return
+        } catch (e) {
+          const leader = (e as { details?: { leader?: unknown } }).details?.leader
+          if (typeof leader !== 'string' || leader === '' || leader === target) break
+          target = leader
+        }
+      }
+    }
+  }
+
+  /** Leader side of a join: record the node, add it as a learner, answer with the membership. */
+  private async handleJoin(from: string, payload: unknown): Promise<JoinAnswer> {
+    const st = this.joined ? this.driver.status(SYSTEM_GROUP) : undefined
+    if (!st || st.role !== Role.Leader) throw new NotLeaderError(st?.lead ?? '')
+    const addrs = (payload as { addrs?: unknown })?.addrs
+    const list = Array.isArray(addrs)
+      ? addrs.filter((a): a is string => typeof a === 'string').slice(0, 16)
+      : []
+    if (!this.catalog.nodes.has(from)) {
+      await this.driver.propose(SYSTEM_GROUP, encodeCommand({ op: 'node-join', peer: from, addrs: list }))
+    }
+    let conf = this.driver.status(SYSTEM_GROUP).conf
+    if (!conf.voters.includes(from) && !conf.learners.includes(from)) {
+      conf = await this.driver.proposeConfChange(SYSTEM_GROUP, {
+        type: ConfChangeType.AddLearner,
+        node: from,
+      })
+    }
+    return { conf }
+  }
+
+  /** Leader upkeep: promote one caught-up learner while there are fewer than the voter maximum. */
+  private async upkeep(): Promise<void> {
+    const st = this.driver.status(SYSTEM_GROUP)
+    if (st.conf.voters.length >= SYSTEM_VOTERS_MAX || !st.progress) return
+    const ready = st.conf.learners.find((p) => {
+      const pr = st.progress![p]
+      const alive = this.membership.get(p)?.state === 'alive'
+      return pr !== undefined && alive && pr.match >= st.commit
+    })
+    if (!ready) return
+    await this.driver.proposeConfChange(SYSTEM_GROUP, { type: ConfChangeType.AddNode, node: ready })
+    this.log.info({ peer: ready }, `promoted to a ${SYSTEM_GROUP} voter`)
+  }
+}
