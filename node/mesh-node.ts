@@ -107,9 +107,10 @@ export async function startMeshNode(
     rpc,
     membership,
     log.child({ component: 'system' }),
+    config.dataDir,
   )
   const seeds = new SeedDialer(host, config.seeds, log.child({ component: 'seeds' }))
-  const server = createServer((req, res) => handle(req, res, host, membership, system))
+  const server = createServer((req, res) => void handle(req, res, host, membership, system))
   try {
     gateway = await listen(server, config.http)
   } catch (e) {
@@ -137,6 +138,7 @@ export async function startMeshNode(
       membership.stop()
       rpc.close()
       await driver.close()
+      await system.closeNamespaces()
       await logStore.close()
       await links.close()
       await new Promise<void>((resolve) => server.close(() => resolve()))
@@ -168,38 +170,79 @@ function listen(server: Server, hostPort: string): Promise<string> {
   })
 }
 
-function handle(
+async function handle(
   req: IncomingMessage,
   res: ServerResponse,
   host: Host,
   membership: Membership,
   system: SystemService,
-): void {
-  const send = (status: number, body: unknown) => {
-    res.writeHead(status, { 'content-type': 'application/json' })
+): Promise<void> {
+  const send = (status: number, body: unknown, headers: Record<string, string> = {}) => {
+    res.writeHead(status, { 'content-type': 'application/json', ...headers })
     res.end(`${JSON.stringify(body)}\n`)
   }
   const path = (req.url ?? '/').split('?')[0]
-  if (req.method !== 'GET') {
-    send(405, { code: 'ACTORMESH_METHOD_NOT_ALLOWED', message: `Cannot ${req.method} '${path}'` })
-    return
+  try {
+    if (path === '/v1/namespaces' && req.method === 'POST') {
+      const body = (await readJson(req)) as { name?: unknown; replicationFactor?: unknown }
+      if (typeof body.name !== 'string')
+        throw new TypeError("Cannot create a namespace: 'name' must be a string")
+      const rf = body.replicationFactor === undefined ? 3 : body.replicationFactor
+      if (typeof rf !== 'number')
+        throw new TypeError("Cannot create a namespace: 'replicationFactor' must be a number")
+      send(201, await system.createNamespace(body.name, rf))
+      return
+    }
+    if (req.method !== 'GET') {
+      send(405, { code: 'ACTORMESH_METHOD_NOT_ALLOWED', message: `Cannot ${req.method} '${path}'` })
+      return
+    }
+    if (path === '/healthz') send(200, { ok: true, peer: host.peerId.toString() })
+    else if (path === '/v1/status') send(200, { peer: host.peerId.toString(), system: system.status() })
+    else if (path === '/v1/namespaces') send(200, { namespaces: system.listNamespaces() })
+    else if (path === '/v1/members') {
+      send(200, {
+        self: { peer: host.peerId.toString(), addrs: host.getMultiaddrs().map(String) },
+        members: membership
+          .list()
+          .map((m) => ({ peer: m.peer, state: m.state, gateway: m.gateway, addrs: m.addrs })),
+      })
+    } else send(404, { code: 'ACTORMESH_NOT_FOUND', message: `No route '${path}'` })
+  } catch (e) {
+    const { status, code, headers } = httpError(e)
+    send(status, { code, message: (e as Error).message }, headers)
   }
-  if (path === '/healthz') {
-    send(200, { ok: true, peer: host.peerId.toString() })
-    return
+}
+
+/** Maps an error to its HTTP status and stable code (docs/errors.md). */
+function httpError(e: unknown): { status: number; code: string; headers?: Record<string, string> } {
+  if (e instanceof TypeError || e instanceof RangeError || e instanceof SyntaxError)
+    return { status: 400, code: 'ACTORMESH_BAD_REQUEST' }
+  const code = (e as { code?: unknown }).code
+  if (code === 'ACTORMESH_CONFLICT') return { status: 409, code }
+  if (code === 'ACTORMESH_BODY_TOO_LARGE') return { status: 413, code }
+  if (
+    code === 'ACTORMESH_NOT_LEADER' ||
+    code === 'ACTORMESH_RPC_TIMEOUT' ||
+    code === 'ACTORMESH_PEER_UNREACHABLE'
+  ) {
+    return { status: 503, code: String(code), headers: { 'retry-after': '1' } }
   }
-  if (path === '/v1/status') {
-    send(200, { peer: host.peerId.toString(), system: system.status() })
-    return
+  return { status: 500, code: typeof code === 'string' ? code : 'ACTORMESH_INTERNAL' }
+}
+
+/** Reads a JSON body of at most `bodyBytesMax` bytes. */
+async function readJson(req: IncomingMessage, bodyBytesMax = 64 * 1024): Promise<unknown> {
+  const chunks: Buffer[] = []
+  let size = 0
+  for await (const chunk of req) {
+    size += (chunk as Buffer).byteLength
+    if (size > bodyBytesMax) {
+      throw Object.assign(new Error(`Request body is over ${bodyBytesMax} bytes`), {
+        code: 'ACTORMESH_BODY_TOO_LARGE',
+      })
+    }
+    chunks.push(chunk as Buffer)
   }
-  if (path === '/v1/members') {
-    send(200, {
-      self: { peer: host.peerId.toString(), addrs: host.getMultiaddrs().map(String) },
-      members: membership
-        .list()
-        .map((m) => ({ peer: m.peer, state: m.state, gateway: m.gateway, addrs: m.addrs })),
-    })
-    return
-  }
-  send(404, { code: 'ACTORMESH_NOT_FOUND', message: `No route '${path}'` })
+  return JSON.parse(Buffer.concat(chunks).toString('utf8') || '{}')
 }

@@ -1,7 +1,10 @@
 import type { Logger } from 'pino'
 import { ConfChangeType, type ConfState, type MultiRaft, Role } from '../consensus/index.js'
-import { Catalog, encodeCommand, SYSTEM_GROUP } from './catalog.js'
+import { type NamespaceStore, openNamespaceStore } from '../storage/index.js'
+import { Catalog, type CatalogNamespace, encodeCommand, SYSTEM_GROUP, validateCommand } from './catalog.js'
 import type { Membership } from './membership.js'
+import { NamespaceStateMachine } from './namespace-group.js'
+import { type NodeView, pickReplicas } from './placement.js'
 import type { Rpc } from './rpc.js'
 
 /** How many `_system` members vote; the rest are learners (DESIGN.md: voters up to 5). */
@@ -40,6 +43,9 @@ export class SystemService {
   private joined = false
   private busy = false
   private readonly intervalMs: number
+  /** Namespace replicas hosted here, by name (their LibSQL stores stay open while hosted). */
+  private readonly namespaces = new Map<string, NamespaceStore>()
+  private readonly opening = new Set<string>()
 
   constructor(
     private readonly self: string,
@@ -48,10 +54,105 @@ export class SystemService {
     private readonly rpc: Rpc,
     private readonly membership: Membership,
     private readonly log: Logger,
+    private readonly dataDir: string,
     options: SystemOptions = {},
   ) {
     this.intervalMs = options.intervalMs ?? 300
     rpc.handle('sys.join', (from, payload) => this.handleJoin(from, payload))
+    rpc.handle('sys.ns.create', (_from, payload) => this.handleCreate(payload))
+  }
+
+  /**
+   * Creates a namespace: validated here, then placed by the `_system` leader (forwarded to it
+   * over RPC when this node does not lead). Resolves with the catalog record.
+   */
+  async createNamespace(
+    name: string,
+    replicationFactor = 3,
+    options?: { signal?: AbortSignal },
+  ): Promise<CatalogNamespace> {
+    options?.signal?.throwIfAborted()
+    validateCommand({ op: 'ns-create', name, replicationFactor, voters: ['placeholder'] })
+    const st = this.status()
+    if (st.joined && st.leader === this.self) return this.handleCreate({ name, replicationFactor })
+    if (!st.leader) throw new NotLeaderError('')
+    return (await this.rpc.request(
+      st.leader,
+      'sys.ns.create',
+      { name, replicationFactor },
+      { timeoutMs: 10_000 },
+    )) as CatalogNamespace
+  }
+
+  /** The namespaces the catalog holds here, with this node's view of each group's leader. */
+  listNamespaces(): Array<CatalogNamespace & { leader: string }> {
+    return [...this.catalog.namespaces.values()].map((ns) => ({
+      ...ns,
+      leader: this.namespaces.has(ns.name) ? this.driver.status(ns.name).lead : '',
+    }))
+  }
+
+  /** Closes the namespace stores hosted here (the driver is closed by the node first). */
+  async closeNamespaces(): Promise<void> {
+    for (const store of this.namespaces.values()) await store.close()
+    this.namespaces.clear()
+  }
+
+  private async handleCreate(payload: unknown): Promise<CatalogNamespace> {
+    const { name, replicationFactor } = (payload ?? {}) as { name?: unknown; replicationFactor?: unknown }
+    if (typeof name !== 'string' || typeof replicationFactor !== 'number') {
+      throw new TypeError('Cannot create a namespace: name and replicationFactor are required')
+    }
+    const st = this.joined ? this.driver.status(SYSTEM_GROUP) : undefined
+    if (!st || st.role !== Role.Leader) throw new NotLeaderError(st?.lead ?? '')
+    const existing = this.catalog.namespaces.get(name)
+    if (existing)
+      throw Object.assign(new Error(`Namespace '${name}' already exists`), { code: 'ACTORMESH_CONFLICT' })
+    const voters = pickReplicas(this.nodeViews(), replicationFactor)
+    const command = validateCommand({ op: 'ns-create', name, replicationFactor, voters })
+    const index = await this.driver.propose(SYSTEM_GROUP, encodeCommand(command))
+    const result = this.catalog.result(index)
+    if (result && !result.ok) throw Object.assign(new Error(result.message), { code: 'ACTORMESH_CONFLICT' })
+    return this.catalog.namespaces.get(name)!
+  }
+
+  /** Live nodes with their replica counts, for placement (this node included). */
+  private nodeViews(): NodeView[] {
+    const count = new Map<string, number>()
+    for (const ns of this.catalog.namespaces.values()) {
+      for (const p of [...ns.voters, ...ns.learners]) count.set(p, (count.get(p) ?? 0) + 1)
+    }
+    const live = new Set([this.self, ...this.membership.alive().map((m) => m.peer)])
+    const members = this.driver.status(SYSTEM_GROUP).conf
+    return [...members.voters, ...members.learners]
+      .filter((p) => live.has(p))
+      .map((peer) => ({ peer, alive: true, deadForMs: 0, replicas: count.get(peer) ?? 0 }))
+  }
+
+  /** Hosts every namespace the catalog places here that is not hosted yet. */
+  private reconcile(): void {
+    for (const ns of this.catalog.namespaces.values()) {
+      const mine = ns.voters.includes(this.self) || ns.learners.includes(this.self)
+      if (!mine || this.namespaces.has(ns.name) || this.opening.has(ns.name)) continue
+      this.opening.add(ns.name)
+      void this.host(ns).finally(() => this.opening.delete(ns.name))
+    }
+  }
+
+  private async host(ns: CatalogNamespace): Promise<void> {
+    try {
+      const store = await openNamespaceStore({ dataDir: this.dataDir, name: ns.name, logger: this.log })
+      const applied = store.applied().index
+      this.driver.createGroup(ns.name, {
+        bootstrap: { voters: ns.voters, learners: ns.learners },
+        ...(applied > 0 ? { applied } : {}),
+        stateMachine: new NamespaceStateMachine(store),
+      })
+      this.namespaces.set(ns.name, store)
+      this.log.info({ ns: ns.name }, 'hosting namespace replica')
+    } catch (e) {
+      this.log.error({ ns: ns.name, err: String(e) }, 'cannot host namespace replica; will retry')
+    }
   }
 
   /** Starts hosting `_system`: restarts it from the log store, bootstraps it, or joins it. */
@@ -93,7 +194,10 @@ export class SystemService {
     this.busy = true
     try {
       if (!this.joined) await this.tryJoin()
-      else if (this.driver.status(SYSTEM_GROUP).role === Role.Leader) await this.upkeep()
+      else {
+        this.reconcile()
+        if (this.driver.status(SYSTEM_GROUP).role === Role.Leader) await this.upkeep()
+      }
     } catch (e) {
       this.log.debug({ err: String(e) }, 'system round failed; will retry')
     } finally {
