@@ -19,6 +19,7 @@ start flags (environment variable in brackets; flags win):
   --http HOST:PORT      HTTP gateway address           [ACTORMESH_HTTP]   (127.0.0.1:8080)
   --cluster-key FILE    pre-shared cluster key (libp2p pnet) [ACTORMESH_CLUSTER_KEY]
   --log-level LEVEL     pino level                     [ACTORMESH_LOG_LEVEL] (info)
+  --replica-dead-timeout-ms MS  replace a namespace replica dead this long [ACTORMESH_REPLICA_DEAD_TIMEOUT_MS] (10000)
 `
 
 class UsageError extends Error {}
@@ -42,6 +43,7 @@ async function start(argv: string[]): Promise<void> {
       http: { type: 'string' },
       'cluster-key': { type: 'string' },
       'log-level': { type: 'string' },
+      'replica-dead-timeout-ms': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -53,6 +55,16 @@ async function start(argv: string[]): Promise<void> {
   const env = process.env
   const log = pino({ level: values['log-level'] ?? env.ACTORMESH_LOG_LEVEL ?? 'info' })
   const clusterKeyFile = values['cluster-key'] ?? env.ACTORMESH_CLUSTER_KEY
+  const deadText = values['replica-dead-timeout-ms'] ?? env.ACTORMESH_REPLICA_DEAD_TIMEOUT_MS
+  const replicaDeadTimeoutMs = deadText === undefined ? undefined : Number(deadText)
+  if (
+    replicaDeadTimeoutMs !== undefined &&
+    !(Number.isInteger(replicaDeadTimeoutMs) && replicaDeadTimeoutMs >= 0)
+  ) {
+    throw new UsageError(
+      `Invalid --replica-dead-timeout-ms '${deadText}': expected a whole number of milliseconds`,
+    )
+  }
   const node = await startMeshNode(
     {
       dataDir: resolve(values.data ?? env.ACTORMESH_DATA ?? 'data'),
@@ -62,6 +74,7 @@ async function start(argv: string[]): Promise<void> {
       seeds: values.seed ?? list(env.ACTORMESH_SEEDS),
       http: values.http ?? env.ACTORMESH_HTTP ?? '127.0.0.1:8080',
       ...(clusterKeyFile ? { clusterKeyFile } : {}),
+      ...(replicaDeadTimeoutMs !== undefined ? { replicaDeadTimeoutMs } : {}),
     },
     log,
   )

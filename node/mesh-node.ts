@@ -26,6 +26,8 @@ export interface MeshNodeConfig {
   membership?: MembershipOptions
   /** One Raft tick, in milliseconds: heartbeats every tick, elections after 10–20 ticks. */
   tickMs?: number
+  /** A namespace replica whose node is dead this long is replaced. */
+  replicaDeadTimeoutMs?: number
 }
 
 /** A running mesh node. */
@@ -108,6 +110,7 @@ export async function startMeshNode(
     membership,
     log.child({ component: 'system' }),
     config.dataDir,
+    config.replicaDeadTimeoutMs !== undefined ? { replicaDeadTimeoutMs: config.replicaDeadTimeoutMs } : {},
   )
   const seeds = new SeedDialer(host, config.seeds, log.child({ component: 'seeds' }))
   const server = createServer((req, res) => void handle(req, res, host, membership, system))

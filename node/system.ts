@@ -4,7 +4,7 @@ import { type NamespaceStore, openNamespaceStore } from '../storage/index.js'
 import { Catalog, type CatalogNamespace, encodeCommand, SYSTEM_GROUP, validateCommand } from './catalog.js'
 import type { Membership } from './membership.js'
 import { NamespaceStateMachine } from './namespace-group.js'
-import { type NodeView, pickReplicas } from './placement.js'
+import { type NodeView, pickReplicas, type RepairStep, repairStep } from './placement.js'
 import type { Rpc } from './rpc.js'
 
 /** How many `_system` members vote; the rest are learners (DESIGN.md: voters up to 5). */
@@ -13,6 +13,8 @@ export const SYSTEM_VOTERS_MAX = 5
 export interface SystemOptions {
   /** How often a joining node retries, and the leader runs its upkeep, in milliseconds. */
   intervalMs?: number
+  /** A replica's node dead this long is replaced (learner, catch up, promote, remove). */
+  replicaDeadTimeoutMs?: number
 }
 
 /** The answer to `sys.join`: the membership the joiner must create its `_system` replica with. */
@@ -46,6 +48,9 @@ export class SystemService {
   /** Namespace replicas hosted here, by name (their LibSQL stores stay open while hosted). */
   private readonly namespaces = new Map<string, NamespaceStore>()
   private readonly opening = new Set<string>()
+  private readonly replicaDeadTimeoutMs: number
+  /** When each member was first seen not alive (local clock), for the repair timeout. */
+  private readonly downSince = new Map<string, number>()
 
   constructor(
     private readonly self: string,
@@ -58,6 +63,9 @@ export class SystemService {
     options: SystemOptions = {},
   ) {
     this.intervalMs = options.intervalMs ?? 300
+    this.replicaDeadTimeoutMs = options.replicaDeadTimeoutMs ?? 10_000
+    rpc.handle('ns.conf', (_from, payload) => this.handleNamespaceConf(payload))
+    rpc.handle('ns.status', async (_from, payload) => this.handleNamespaceStatus(payload))
     rpc.handle('sys.join', (from, payload) => this.handleJoin(from, payload))
     rpc.handle('sys.ns.create', (_from, payload) => this.handleCreate(payload))
   }
@@ -196,7 +204,10 @@ export class SystemService {
       if (!this.joined) await this.tryJoin()
       else {
         this.reconcile()
-        if (this.driver.status(SYSTEM_GROUP).role === Role.Leader) await this.upkeep()
+        if (this.driver.status(SYSTEM_GROUP).role === Role.Leader) {
+          await this.upkeep()
+          await this.repairNamespaces()
+        }
       }
     } catch (e) {
       this.log.debug({ err: String(e) }, 'system round failed; will retry')
@@ -261,8 +272,116 @@ export class SystemService {
       const alive = this.membership.get(p)?.state === 'alive'
       return pr !== undefined && alive && pr.match >= st.commit
     })
-    if (!ready) return
-    await this.driver.proposeConfChange(SYSTEM_GROUP, { type: ConfChangeType.AddNode, node: ready })
-    this.log.info({ peer: ready }, `promoted to a ${SYSTEM_GROUP} voter`)
+    if (ready) {
+      await this.driver.proposeConfChange(SYSTEM_GROUP, { type: ConfChangeType.AddNode, node: ready })
+      this.log.info({ peer: ready }, `promoted to a ${SYSTEM_GROUP} voter`)
+    }
+  }
+
+  /** One repair step for the first namespace that needs one (one change at a time, cluster-wide). */
+  private async repairNamespaces(): Promise<void> {
+    const now = Date.now()
+    const views = new Map<string, NodeView>()
+    for (const v of this.nodeViewsAll(now)) views.set(v.peer, v)
+    for (const ns of this.catalog.namespaces.values()) {
+      const leader = ns.voters.find((p) => views.get(p)?.alive) ?? ''
+      const status = await this.namespaceStatus(
+        ns.name,
+        ns.voters.filter((p) => views.get(p)?.alive),
+      )
+      if (!status) continue
+      const set = {
+        namespace: ns.name,
+        voters: status.conf.voters,
+        learners: status.conf.learners,
+        leader: status.lead || leader,
+      }
+      const caughtUp = (p: string) => (status.progress?.[p]?.match ?? -1) >= status.commit
+      const step = repairStep(set, ns.replicationFactor, views, this.replicaDeadTimeoutMs, caughtUp)
+      if (!step) continue
+      await this.applyRepair(step, status.lead)
+      return
+    }
+  }
+
+  private async applyRepair(step: RepairStep, nsLeader: string): Promise<void> {
+    const type =
+      step.kind === 'add-learner'
+        ? ConfChangeType.AddLearner
+        : step.kind === 'promote'
+          ? ConfChangeType.AddNode
+          : ConfChangeType.RemoveNode
+    const change = { type, node: step.peer }
+    const conf = (
+      nsLeader === this.self
+        ? await this.handleNamespaceConf({ ns: step.namespace, change })
+        : await this.rpc.request(nsLeader, 'ns.conf', { ns: step.namespace, change }, { timeoutMs: 10_000 })
+    ) as ConfState
+    await this.driver.propose(
+      SYSTEM_GROUP,
+      encodeCommand({
+        op: 'ns-replicas',
+        name: step.namespace,
+        voters: conf.voters,
+        learners: conf.learners,
+      }),
+    )
+    this.log.info({ ns: step.namespace, step: step.kind, peer: step.peer }, 'repaired namespace replica set')
+  }
+
+  /** Every `_system` member with liveness and how long it has been down. */
+  private nodeViewsAll(now: number): NodeView[] {
+    const count = new Map<string, number>()
+    for (const ns of this.catalog.namespaces.values()) {
+      for (const p of [...ns.voters, ...ns.learners]) count.set(p, (count.get(p) ?? 0) + 1)
+    }
+    const members = this.driver.status(SYSTEM_GROUP).conf
+    return [...members.voters, ...members.learners].map((peer) => {
+      const alive = peer === this.self || this.membership.get(peer)?.state === 'alive'
+      if (alive) this.downSince.delete(peer)
+      else if (!this.downSince.has(peer)) this.downSince.set(peer, now)
+      return {
+        peer,
+        alive,
+        deadForMs: alive ? 0 : now - this.downSince.get(peer)!,
+        replicas: count.get(peer) ?? 0,
+      }
+    })
+  }
+
+  /** The namespace group's status from its leader (asking live replicas until one leads). */
+  private async namespaceStatus(
+    ns: string,
+    replicas: string[],
+  ): Promise<ReturnType<MultiRaft['status']> | undefined> {
+    for (const peer of replicas) {
+      try {
+        const st = (
+          peer === this.self
+            ? this.handleNamespaceStatus({ ns })
+            : await this.rpc.request(peer, 'ns.status', { ns }, { timeoutMs: 3_000 })
+        ) as ReturnType<MultiRaft['status']>
+        if (st.role === Role.Leader) return st
+      } catch {
+        // not hosted there yet, or unreachable: ask the next
+      }
+    }
+    return undefined
+  }
+
+  private handleNamespaceStatus(payload: unknown): ReturnType<MultiRaft['status']> {
+    const ns = (payload as { ns?: unknown })?.ns
+    if (typeof ns !== 'string' || !this.namespaces.has(ns))
+      throw new TypeError(`Namespace '${String(ns)}' is not hosted here`)
+    return this.driver.status(ns)
+  }
+
+  private async handleNamespaceConf(payload: unknown): Promise<ConfState> {
+    const { ns, change } = (payload ?? {}) as { ns?: unknown; change?: { type?: unknown; node?: unknown } }
+    if (typeof ns !== 'string' || !this.namespaces.has(ns))
+      throw new TypeError(`Namespace '${String(ns)}' is not hosted here`)
+    if (!change || typeof change.node !== 'string' || typeof change.type !== 'number')
+      throw new TypeError('Malformed conf change')
+    return this.driver.proposeConfChange(ns, { type: change.type as ConfChangeType, node: change.node })
   }
 }
