@@ -4,7 +4,7 @@ import { type NamespaceStore, openNamespaceStore } from '../storage/index.js'
 import { Catalog, type CatalogNamespace, encodeCommand, SYSTEM_GROUP, validateCommand } from './catalog.js'
 import type { Membership } from './membership.js'
 import { NamespaceStateMachine } from './namespace-group.js'
-import { type NodeView, pickReplicas, type RepairStep, repairStep } from './placement.js'
+import { balanceLeaders, type NodeView, pickReplicas, type RepairStep, repairStep } from './placement.js'
 import type { Rpc } from './rpc.js'
 
 /** How many `_system` members vote; the rest are learners (DESIGN.md: voters up to 5). */
@@ -51,6 +51,7 @@ export class SystemService {
   private readonly replicaDeadTimeoutMs: number
   /** When each member was first seen not alive (local clock), for the repair timeout. */
   private readonly downSince = new Map<string, number>()
+  private balanceAfterMs = 0
 
   constructor(
     private readonly self: string,
@@ -66,6 +67,7 @@ export class SystemService {
     this.replicaDeadTimeoutMs = options.replicaDeadTimeoutMs ?? 10_000
     rpc.handle('ns.conf', (_from, payload) => this.handleNamespaceConf(payload))
     rpc.handle('ns.status', async (_from, payload) => this.handleNamespaceStatus(payload))
+    rpc.handle('ns.transfer', async (_from, payload) => this.handleTransfer(payload))
     rpc.handle('sys.join', (from, payload) => this.handleJoin(from, payload))
     rpc.handle('sys.ns.create', (_from, payload) => this.handleCreate(payload))
   }
@@ -207,6 +209,7 @@ export class SystemService {
         if (this.driver.status(SYSTEM_GROUP).role === Role.Leader) {
           await this.upkeep()
           await this.repairNamespaces()
+          await this.balance()
         }
       }
     } catch (e) {
@@ -284,6 +287,12 @@ export class SystemService {
     const views = new Map<string, NodeView>()
     for (const v of this.nodeViewsAll(now)) views.set(v.peer, v)
     for (const ns of this.catalog.namespaces.values()) {
+      // Only sets with a learner or a replica that is not alive can need a step: no RPC otherwise.
+      const healthy =
+        ns.learners.length === 0 &&
+        ns.voters.length >= ns.replicationFactor &&
+        ns.voters.every((p) => views.get(p)?.alive)
+      if (healthy) continue
       const leader = ns.voters.find((p) => views.get(p)?.alive) ?? ''
       const status = await this.namespaceStatus(
         ns.name,
@@ -327,6 +336,48 @@ export class SystemService {
       }),
     )
     this.log.info({ ns: step.namespace, step: step.kind, peer: step.peer }, 'repaired namespace replica set')
+  }
+
+  /**
+   * Leader balancing: from the leaderships every node gossips, moves a few leaderships from nodes
+   * that lead more than their fair share to the least-loaded live voter of the same group.
+   */
+  private async balance(): Promise<void> {
+    // Gossip lags a beat behind a transfer: let the last moves show before judging again.
+    if (Date.now() < this.balanceAfterMs) return
+    const leaderOf = new Map<string, string>()
+    for (const m of this.membership.alive()) for (const g of m.leads) leaderOf.set(g, m.peer)
+    for (const g of this.driver.groups())
+      if (this.driver.status(g).role === Role.Leader) leaderOf.set(g, this.self)
+    const alive = new Set([this.self, ...this.membership.alive().map((m) => m.peer)])
+    const sets = [...this.catalog.namespaces.values()]
+      .filter((ns) => leaderOf.has(ns.name))
+      .map((ns) => ({
+        namespace: ns.name,
+        voters: ns.voters,
+        learners: ns.learners,
+        leader: leaderOf.get(ns.name)!,
+      }))
+    const moves = balanceLeaders(sets, alive, 0, 3)
+    if (moves.length > 0) this.balanceAfterMs = Date.now() + 2_000
+    for (const t of moves) {
+      try {
+        if (t.from === this.self) this.driver.transferLeadership(t.namespace, t.to)
+        else
+          await this.rpc.request(t.from, 'ns.transfer', { ns: t.namespace, to: t.to }, { timeoutMs: 3_000 })
+      } catch (e) {
+        this.log.debug({ ns: t.namespace, err: String(e) }, 'leadership transfer request failed')
+      }
+    }
+  }
+
+  private handleTransfer(payload: unknown): { ok: true } {
+    const { ns, to } = (payload ?? {}) as { ns?: unknown; to?: unknown }
+    if (typeof ns !== 'string' || typeof to !== 'string' || !this.namespaces.has(ns)) {
+      throw new TypeError(`Namespace '${String(ns)}' is not hosted here`)
+    }
+    this.driver.transferLeadership(ns, to)
+    return { ok: true }
   }
 
   /** Every `_system` member with liveness and how long it has been down. */

@@ -42,5 +42,5 @@ describe('three node processes', () => {
       () => aliveEverywhere(all),
       () => 'the restarted node to be alive everywhere again',
     )
-  })
+  }, 180_000)
 })

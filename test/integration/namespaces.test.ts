@@ -70,5 +70,5 @@ describe('namespaces across three node processes', () => {
     const bad = await post(`${cluster.nodes[0]!.url}/v1/namespaces`, { name: '../etc' })
     expect(bad.status).toBe(400)
     expect(bad.body.code).toBe('ACTORMESH_BAD_REQUEST')
-  })
+  }, 180_000)
 })

@@ -70,5 +70,5 @@ describe('replica repair across four node processes', () => {
     )
     const spareView = await chat(spare)
     expect(expected).toContain(spareView!.leader)
-  })
+  }, 180_000)
 })

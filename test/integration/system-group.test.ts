@@ -71,5 +71,5 @@ describe('the _system group across three node processes', () => {
       () => 'the restarted node to follow the new leader',
       60_000,
     )
-  })
+  }, 180_000)
 })
