@@ -84,12 +84,14 @@ export async function startMeshNode(
     logger: log.child({ component: 'raft-log' }),
   })
   const self = host.peerId.toString()
+  // Idle groups quiesce after a second; membership wakes the groups of a peer it declares dead.
   const driver = createMultiRaft({
     id: self,
     transport,
     logStore,
     random: randomInt,
     logger: log.child({ component: 'raft' }),
+    config: { raft: { quiesceAfterTicks: 20 } },
   })
   const membership = new Membership(
     host,
