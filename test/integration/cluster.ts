@@ -23,6 +23,14 @@ export interface ClusterNode {
   output: () => string
 }
 
+/** One namespace as `GET /v1/namespaces` shows it. */
+export interface NamespaceView {
+  name: string
+  voters: string[]
+  learners: string[]
+  leader: string
+}
+
 export interface MemberView {
   peer: string
   state: 'alive' | 'suspect' | 'dead'

@@ -1,12 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest'
-import { type ClusterNode, getJson, ProcessCluster, waitFor } from './cluster.js'
-
-interface NamespaceView {
-  name: string
-  voters: string[]
-  learners: string[]
-  leader: string
-}
+import { type ClusterNode, getJson, type NamespaceView, ProcessCluster, waitFor } from './cluster.js'
 
 let cluster: ProcessCluster
 
