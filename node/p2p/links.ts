@@ -179,6 +179,10 @@ export class PeerLinks {
    * peer restarted).
    */
   private adopt(link: Link, stream: Stream): void {
+    // The entry may have been forgotten (closed with nothing queued) while this stream was opening.
+    const current = this.links.get(link.peer)
+    if (current && current !== link) link = current
+    else if (!current) this.links.set(link.peer, link)
     if (this.closed) {
       stream.abort(new Error('node closing'))
       return
@@ -245,9 +249,18 @@ export class PeerLinks {
     link.stream = stream
     link.backoffMs = this.reconnectMinMs
     stream.addEventListener('close', () => {
-      if (link.stream === stream) {
-        link.stream = undefined
-        this.scheduleReconnect(link)
+      if (link.stream !== stream) return
+      link.stream = undefined
+      this.scheduleReconnect(link)
+      // Nothing to deliver and no reconnect due: forget the peer, so the map holds only peers we
+      // are talking to (the next frame or inbound stream creates the entry again).
+      if (
+        !link.reconnectTimer &&
+        !link.opening &&
+        link.queue.length === 0 &&
+        this.links.get(link.peer) === link
+      ) {
+        this.links.delete(link.peer)
       }
     })
     void this.readLoop(link, stream)
