@@ -16,26 +16,23 @@ import {
   RawNode,
   Role,
 } from '../../consensus/index.js'
-import { bytes, seededRandom, TestNetwork, type TestNode } from './harness.js'
-import { becomeLeaderByHand, drain, makeNode, msg, ofType, PAPER, useSeed } from './paper-helpers.js'
+import { bytes, seededRandom, TestNetwork } from './harness.js'
+import {
+  ack,
+  becomeLeaderByHand,
+  drain,
+  leaderWithAckedNoop,
+  makeNode,
+  msg,
+  ofType,
+  PAPER,
+  useSeed,
+} from './paper-helpers.js'
 
 const ABC = ['a', 'b', 'c']
 /** The thesis' defaults: PreVote and CheckQuorum on. */
 const THESIS: Partial<RaftConfig> = { electionTicks: 10 }
 const ET = 10
-
-function leaderWithAckedNoop(voters: string[], config: Partial<RaftConfig>): TestNode {
-  const a = makeNode({ id: 'a', voters, config })
-  becomeLeaderByHand(a, voters)
-  for (const v of voters.slice(1)) ack(a, v, 1)
-  drain(a)
-  return a
-}
-
-function ack(leader: TestNode, from: string, index: number): void {
-  const term = leader.node.status().term
-  leader.node.step(msg({ type: MessageType.AppResp, from, to: leader.id, term, index }))
-}
 
 /** Runs `fn` and returns the ProposalDroppedError it throws. */
 function dropped(fn: () => void): ProposalDroppedError {

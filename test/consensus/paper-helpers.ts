@@ -126,3 +126,18 @@ export function becomeLeaderByHand(node: TestNode, voters: NodeId[]): Message[] 
   out.push(...drain(node))
   return out
 }
+
+/** `from` acknowledges the leader's log up to `index` (an AppResp of the current term). */
+export function ack(leader: TestNode, from: NodeId, index: number): void {
+  const term = leader.node.status().term
+  leader.node.step(msg({ type: MessageType.AppResp, from, to: leader.id, term, index }))
+}
+
+/** Node 'a' made leader by hand, every other voter having acknowledged its no-op. */
+export function leaderWithAckedNoop(voters: NodeId[], config: Partial<RaftConfig> = {}): TestNode {
+  const a = makeNode({ id: 'a', voters, config })
+  becomeLeaderByHand(a, voters)
+  for (const v of voters.slice(1)) ack(a, v, 1)
+  drain(a)
+  return a
+}

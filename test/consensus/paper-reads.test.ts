@@ -6,6 +6,7 @@ import { describe, expect, it } from 'vitest'
 import { EntryType, MessageType, Role } from '../../consensus/index.js'
 import { bytes, TestNetwork, type TestNode, text } from './harness.js'
 import {
+  ack,
   becomeLeaderByHand,
   drain,
   logOfTerms,
@@ -20,11 +21,6 @@ import {
 
 const ABC = ['a', 'b', 'c']
 const FIVE = ['a', 'b', 'c', 'd', 'e']
-
-function ack(leader: TestNode, from: string, index: number): void {
-  const term = leader.node.status().term
-  leader.node.step(msg({ type: MessageType.AppResp, from, to: leader.id, term, index }))
-}
 
 function heartbeatAck(leader: TestNode, from: string, context: Uint8Array): void {
   const term = leader.node.status().term

@@ -13,9 +13,11 @@ import {
 } from '../../consensus/index.js'
 import { bytes, seededRandom, TestNetwork, type TestNode, text } from './harness.js'
 import {
+  ack,
   becomeLeaderByHand,
   drain,
   entry,
+  leaderWithAckedNoop,
   logOfTerms,
   makeNode,
   msg,
@@ -31,18 +33,6 @@ const FIVE = ['a', 'b', 'c', 'd', 'e']
 const SEED = 20_251_126
 
 /** A leader of `voters` whose no-op (index 1) every follower has acknowledged. */
-function leaderWithAckedNoop(voters: string[]): TestNode {
-  const a = makeNode({ id: 'a', voters })
-  becomeLeaderByHand(a, voters)
-  for (const v of voters.slice(1)) ack(a, v, 1)
-  drain(a)
-  return a
-}
-
-function ack(leader: TestNode, from: string, index: number): void {
-  const term = leader.node.status().term
-  leader.node.step(msg({ type: MessageType.AppResp, from, to: leader.id, term, index }))
-}
 
 function appendTo(node: TestNode, fields: Partial<Message>): Message[] {
   node.node.step(msg({ type: MessageType.App, from: 'leader', to: node.id, term: 2, ...fields }))
