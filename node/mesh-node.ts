@@ -4,7 +4,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import type { Logger } from 'pino'
-import { createMultiRaft, type MultiRaft, Role } from '../consensus/index.js'
+import { createMultiRaft, type MultiRaft } from '../consensus/index.js'
 import { openRaftLogStore } from '../storage/index.js'
 import { SYSTEM_GROUP } from './catalog.js'
 import { Membership, type MembershipOptions } from './membership.js'
@@ -155,7 +155,7 @@ export async function startMeshNode(
 
 /** Groups this node leads (membership gossips them for routing). */
 function leaderships(driver: MultiRaft): string[] {
-  return driver.groups().filter((g) => driver.status(g).role === Role.Leader)
+  return driver.groups().filter((g) => driver.leader(g) === driver.id)
 }
 
 function listen(server: Server, hostPort: string): Promise<string> {

@@ -98,7 +98,7 @@ export class SystemService {
   listNamespaces(): Array<CatalogNamespace & { leader: string }> {
     return [...this.catalog.namespaces.values()].map((ns) => ({
       ...ns,
-      leader: this.namespaces.has(ns.name) ? this.driver.status(ns.name).lead : '',
+      leader: this.namespaces.has(ns.name) ? this.driver.leader(ns.name) : '',
     }))
   }
 
@@ -347,8 +347,7 @@ export class SystemService {
     if (Date.now() < this.balanceAfterMs) return
     const leaderOf = new Map<string, string>()
     for (const m of this.membership.alive()) for (const g of m.leads) leaderOf.set(g, m.peer)
-    for (const g of this.driver.groups())
-      if (this.driver.status(g).role === Role.Leader) leaderOf.set(g, this.self)
+    for (const g of this.driver.groups()) if (this.driver.leader(g) === this.self) leaderOf.set(g, this.self)
     const alive = new Set([this.self, ...this.membership.alive().map((m) => m.peer)])
     const sets = [...this.catalog.namespaces.values()]
       .filter((ns) => leaderOf.has(ns.name))

@@ -75,6 +75,11 @@ export interface MultiRaft {
   campaign(group: string): void
   transferLeadership(group: string, to: NodeId): void
   status(group: string): Status
+  /**
+   * The leader this node knows for `group` (empty if none), as of the last turn. Cheap: for
+   * per-heartbeat loops over every group, where `status()` would copy membership and progress.
+   */
+  leader(group: string): NodeId
   groups(): string[]
   /** Membership declared `peer` dead: wake every group it leads, so their followers elect anew. */
   peerDown(peer: NodeId): void

@@ -145,6 +145,10 @@ class Driver implements MultiRaft, TransportHandler {
     return this.get(group).node.status()
   }
 
+  leader(group: string): NodeId {
+    return this.get(group).lead
+  }
+
   campaign(group: string): void {
     const g = this.get(group)
     this.activate(g)

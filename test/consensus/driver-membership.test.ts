@@ -22,6 +22,8 @@ describe('MultiRaft membership changes', () => {
     await c.tickUntil(() => c.agreedLeader('g', abc) === 'a', 100, 'a leads')
     const a = c.member('a').driver
     await a.propose('g', bytes('before'))
+    await c.settle()
+    expect(abc.map((m) => m.driver.leader('g'))).toEqual(['a', 'a', 'a'])
 
     // A follower cannot change membership, and the change is typed.
     await expect(
