@@ -52,6 +52,8 @@ export interface MemberChange {
  * dialled so that the mesh becomes fully connected from a single seed.
  */
 export class Membership {
+  /** Heartbeats published and failed to publish (metrics, tests). */
+  readonly counters = { published: 0, publishFailures: 0 }
   private readonly members = new Map<string, Member>()
   private readonly listeners = new Set<(change: MemberChange) => void>()
   private timer: NodeJS.Timeout | undefined
@@ -139,9 +141,15 @@ export class Membership {
       incarnation: this.incarnation,
     }
     info.leads = info.leads.slice(0, this.leadsPerHeartbeatMax)
-    this.host.services.pubsub.publish(MEMBERSHIP_TOPIC, pack(info)).catch((e: unknown) => {
-      this.log.debug({ err: String(e) }, 'membership publish failed')
-    })
+    this.host.services.pubsub.publish(MEMBERSHIP_TOPIC, pack(info)).then(
+      () => {
+        this.counters.published++
+      },
+      (e: unknown) => {
+        this.counters.publishFailures++
+        this.log.debug({ err: String(e) }, 'membership publish failed')
+      },
+    )
     this.detectFailures()
   }
 

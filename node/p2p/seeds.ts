@@ -11,6 +11,8 @@ export class SeedDialer {
   private timer: NodeJS.Timeout | undefined
   private delayMs: number
   private stopped = false
+  /** Rounds in which no seed could be reached (metrics, tests). */
+  failedRounds = 0
 
   constructor(
     private readonly host: Host,
@@ -49,7 +51,10 @@ export class SeedDialer {
       const results = await Promise.allSettled(missing.map((s) => this.host.dial(multiaddr(s))))
       const ok = results.some((r) => r.status === 'fulfilled')
       this.delayMs = ok ? this.minDelayMs : Math.min(this.maxDelayMs, this.delayMs * 2)
-      if (!ok) this.log.debug({ seeds: missing }, 'no seed reachable; retrying')
+      if (!ok) {
+        this.failedRounds++
+        this.log.debug({ seeds: missing }, 'no seed reachable; retrying')
+      }
     } else {
       this.delayMs = this.minDelayMs
     }

@@ -56,7 +56,7 @@ describe('gossiped membership over real libp2p', () => {
     const seedAddr = seedHost.getMultiaddrs()[0]!.toString()
     await seedHost.stop()
     const late = await startNode([seedAddr])
-    await new Promise((r) => setTimeout(r, 300))
+    await waitFor(() => late.seedDialer.failedRounds >= 1, 'the seed dialer to fail to reach the absent seed')
     const seed = await startNode([], dir, [seedAddr.slice(0, seedAddr.indexOf('/p2p/'))])
     expect(seed.host.getMultiaddrs()[0]!.toString()).toBe(seedAddr)
     await waitFor(
@@ -94,7 +94,8 @@ describe('gossiped membership over real libp2p', () => {
 
   it('publishes without error when it has no peers at all', async () => {
     const lone = await startNode([])
-    await new Promise((r) => setTimeout(r, 500))
+    await waitFor(() => lone.membership.counters.published >= 3, 'three heartbeats to be published')
+    expect(lone.membership.counters.publishFailures).toBe(0)
     expect(lone.membership.list()).toEqual([])
   })
 })
