@@ -1,35 +1,203 @@
 import { Packr } from 'msgpackr'
 import type { Entry, Snapshot, StateMachine } from '../consensus/index.js'
-import type { NamespaceStore, StateWrite } from '../storage/index.js'
+import {
+  type ModuleRecord,
+  type NamespaceStore,
+  type StateWrite,
+  StorageKeyError,
+  StorageLimitError,
+  StorageQuotaError,
+} from '../storage/index.js'
 
 const packr = new Packr({ useRecords: false })
 
-/** One namespace Raft entry: the write set of one or more actor calls. */
+/** The reserved actor id under which a namespace keeps its own bookkeeping (never a user actor). */
+export const NAMESPACE_META_ACTOR = '\u0000ns'
+const SEQUENCE_KEY = 'seq'
+
+/** An event an actor broadcast; it reaches WebSocket subscribers once its entry commits. */
+export interface NamespaceEvent {
+  actor: string
+  data: Uint8Array
+}
+
+/**
+ * One namespace Raft entry: the write set and broadcasts of one actor call, or a module deploy.
+ * `epoch` and `seq` chain the entries of one leadership stint (see `NamespaceStateMachine`).
+ */
 export interface NamespaceEntry {
+  epoch: string
+  seq: number
   writes: StateWrite[]
+  events?: NamespaceEvent[]
+  module?: ModuleRecord
 }
 
 export function encodeNamespaceEntry(entry: NamespaceEntry): Uint8Array {
   return packr.pack(entry)
 }
 
+/** What applying one entry did: applied, or skipped (the chain broke or it broke a limit). */
+export type EntryOutcome =
+  | { applied: true }
+  | { applied: false; reason: 'sequence' | 'limit'; message: string }
+
+/** What the node learns after every applied batch (followers refresh caches; the gateway pushes events). */
+export interface NamespaceHooks {
+  applied?(namespace: string, entries: NamespaceEntry[]): void
+}
+
+interface SequencePoint {
+  epoch: string
+  seq: number
+}
+
 /**
  * A namespace group's state machine: applies committed write sets to the namespace's LibSQL
  * database, with the applied index in the same transaction (exactly-once after a crash; on
  * restart the group is created with `applied` = the database's applied index).
+ *
+ * **The chain rule.** A leader executes an actor's calls on top of each other's pending writes
+ * and proposes them in order, tagged with its leadership stint's `epoch` and a sequence number
+ * 1, 2, 3… If a proposal is dropped (back-pressure, a lost leadership), the calls executed after
+ * it were computed on writes that will never exist, so they must not apply either. Every replica
+ * therefore applies an entry only if it continues the chain — same epoch and `seq` one past the
+ * last applied, or a new epoch at `seq` 1 — and skips it otherwise, identically everywhere. The
+ * chain point is stored with the state, so restarts and snapshots keep the rule deterministic.
+ * The proposer reads each entry's outcome with `outcome(index)` and fails a skipped call as
+ * "not applied, safe to retry".
  */
 export class NamespaceStateMachine implements StateMachine {
-  constructor(private readonly store: NamespaceStore) {}
+  private chain: SequencePoint = { epoch: '', seq: 0 }
+  private readonly outcomes = new Map<number, EntryOutcome>()
+
+  private constructor(
+    readonly name: string,
+    readonly store: NamespaceStore,
+    private readonly hooks: NamespaceHooks,
+    private readonly outcomesMax: number,
+  ) {}
+
+  /** Creates the state machine of a hosted namespace, reading its chain point from the store. */
+  static async open(
+    name: string,
+    store: NamespaceStore,
+    hooks: NamespaceHooks = {},
+    outcomesMax = 65_536,
+  ): Promise<NamespaceStateMachine> {
+    const sm = new NamespaceStateMachine(name, store, hooks, outcomesMax)
+    await sm.reload()
+    return sm
+  }
+
+  /** Re-reads the chain point (after the store's file was replaced by a snapshot). */
+  async reload(): Promise<void> {
+    const raw = await this.store.get(NAMESPACE_META_ACTOR, SEQUENCE_KEY)
+    this.chain = raw ? (packr.unpack(raw) as SequencePoint) : { epoch: '', seq: 0 }
+  }
+
+  /**
+   * How the entry at `index` applied here. Only skipped entries are remembered (bounded, read
+   * once), so the proposer asks right after its proposal resolves.
+   */
+  outcome(index: number): EntryOutcome {
+    const o = this.outcomes.get(index)
+    this.outcomes.delete(index)
+    return o ?? { applied: true }
+  }
 
   async apply(entries: Entry[], _group: string, appliedIndex: number): Promise<void> {
-    const writes: StateWrite[] = []
-    for (const e of entries) writes.push(...(packr.unpack(e.data) as NamespaceEntry).writes)
+    const decoded = entries.map((e) => ({ index: e.index, entry: decode(e.data) }))
     const term = entries.length > 0 ? entries[entries.length - 1]!.term : this.store.applied().term
-    await this.store.apply({ index: appliedIndex, term, writes })
+    const start = this.chain
+    const accepted: Array<{ index: number; entry: NamespaceEntry }> = []
+    for (const { index, entry } of decoded) if (this.advance(index, entry)) accepted.push({ index, entry })
+    try {
+      await this.store.apply({
+        index: appliedIndex,
+        term,
+        writes: this.withChain(accepted.flatMap((a) => a.entry.writes)),
+        modules: accepted.flatMap((a) => (a.entry.module ? [a.entry.module] : [])),
+      })
+    } catch (e) {
+      if (!refused(e)) throw e
+      // One entry broke a limit (the leader checks before proposing, so rarely): apply entry by
+      // entry, skipping the ones that break it — deterministic on every replica.
+      this.chain = start
+      accepted.length = 0
+      for (const { index, entry } of decoded) {
+        const before = this.chain
+        if (!this.advance(index, entry)) continue
+        try {
+          await this.store.apply({
+            index,
+            term,
+            writes: this.withChain(entry.writes),
+            modules: entry.module ? [entry.module] : [],
+          })
+          accepted.push({ index, entry })
+        } catch (err) {
+          if (!refused(err)) throw err
+          this.chain = before
+          this.record(index, { applied: false, reason: 'limit', message: (err as Error).message })
+        }
+      }
+      await this.store.apply({ index: appliedIndex, term, writes: [] })
+    }
+    if (accepted.length > 0)
+      this.hooks.applied?.(
+        this.name,
+        accepted.map((a) => a.entry),
+      )
+  }
+
+  /** Moves the chain past `entry` if it continues it; records the outcome either way. */
+  private advance(index: number, entry: NamespaceEntry | undefined): entry is NamespaceEntry {
+    if (!entry) {
+      this.record(index, { applied: false, reason: 'sequence', message: 'malformed entry' })
+      return false
+    }
+    const continues =
+      (entry.epoch === this.chain.epoch && entry.seq === this.chain.seq + 1) ||
+      (entry.epoch !== this.chain.epoch && entry.seq === 1)
+    if (!continues) {
+      this.record(index, {
+        applied: false,
+        reason: 'sequence',
+        message: `entry ${entry.epoch}/${entry.seq} does not follow ${this.chain.epoch}/${this.chain.seq}`,
+      })
+      return false
+    }
+    this.chain = { epoch: entry.epoch, seq: entry.seq }
+    return true
+  }
+
+  private withChain(writes: StateWrite[]): StateWrite[] {
+    return [...writes, { actor: NAMESPACE_META_ACTOR, key: SEQUENCE_KEY, value: packr.pack(this.chain) }]
+  }
+
+  private record(index: number, outcome: EntryOutcome): void {
+    this.outcomes.set(index, outcome)
+    if (this.outcomes.size > this.outcomesMax) this.outcomes.delete(this.outcomes.keys().next().value!)
   }
 
   applySnapshot(_snapshot: Snapshot): void {
     // Namespace groups are never compacted yet (no `snapshot()` here), so no leader sends one.
     throw new Error('Cannot install a namespace snapshot: streaming namespace snapshots is not wired yet')
+  }
+}
+
+/** A write the store refuses by its limits: the entry is skipped, not the group stopped. */
+function refused(e: unknown): boolean {
+  return e instanceof StorageLimitError || e instanceof StorageQuotaError || e instanceof StorageKeyError
+}
+
+function decode(data: Uint8Array): NamespaceEntry | undefined {
+  try {
+    const e = packr.unpack(data) as NamespaceEntry
+    if (typeof e?.epoch !== 'string' || !Number.isInteger(e.seq) || !Array.isArray(e.writes)) return undefined
+    return e
+  } catch {
+    return undefined
   }
 }

@@ -3,7 +3,7 @@ import { ConfChangeType, type ConfState, type MultiRaft, Role } from '../consens
 import { type NamespaceStore, openNamespaceStore } from '../storage/index.js'
 import { Catalog, type CatalogNamespace, encodeCommand, SYSTEM_GROUP, validateCommand } from './catalog.js'
 import type { Membership } from './membership.js'
-import { NamespaceStateMachine } from './namespace-group.js'
+import { type NamespaceHooks, NamespaceStateMachine } from './namespace-group.js'
 import { balanceLeaders, type NodeView, pickReplicas, type RepairStep, repairStep } from './placement.js'
 import type { Rpc } from './rpc.js'
 
@@ -15,6 +15,10 @@ export interface SystemOptions {
   intervalMs?: number
   /** A replica's node dead this long is replaced (learner, catch up, promote, remove). */
   replicaDeadTimeoutMs?: number
+  /** Told after every applied batch of a hosted namespace. */
+  namespaceHooks?: NamespaceHooks
+  /** Told when this node starts hosting a namespace replica (its store is open, its group created). */
+  onHosted?: (name: string, machine: NamespaceStateMachine) => void | Promise<void>
 }
 
 /** The answer to `sys.join`: the membership the joiner must create its `_system` replica with. */
@@ -46,12 +50,13 @@ export class SystemService {
   private busy = false
   private readonly intervalMs: number
   /** Namespace replicas hosted here, by name (their LibSQL stores stay open while hosted). */
-  private readonly namespaces = new Map<string, NamespaceStore>()
+  private readonly namespaces = new Map<string, NamespaceStateMachine>()
   private readonly opening = new Set<string>()
   private readonly replicaDeadTimeoutMs: number
   /** When each member was first seen not alive (local clock), for the repair timeout. */
   private readonly downSince = new Map<string, number>()
   private balanceAfterMs = 0
+  private readonly options: SystemOptions
 
   constructor(
     private readonly self: string,
@@ -63,6 +68,7 @@ export class SystemService {
     private readonly dataDir: string,
     options: SystemOptions = {},
   ) {
+    this.options = options
     this.intervalMs = options.intervalMs ?? 300
     this.replicaDeadTimeoutMs = options.replicaDeadTimeoutMs ?? 10_000
     rpc.handle('ns.conf', (_from, payload) => this.handleNamespaceConf(payload))
@@ -102,9 +108,14 @@ export class SystemService {
     }))
   }
 
+  /** The state machine (and store) of a namespace hosted here, if it is. */
+  hosted(name: string): NamespaceStateMachine | undefined {
+    return this.namespaces.get(name)
+  }
+
   /** Closes the namespace stores hosted here (the driver is closed by the node first). */
   async closeNamespaces(): Promise<void> {
-    for (const store of this.namespaces.values()) await store.close()
+    for (const machine of this.namespaces.values()) await machine.store.close()
     this.namespaces.clear()
   }
 
@@ -150,17 +161,22 @@ export class SystemService {
   }
 
   private async host(ns: CatalogNamespace): Promise<void> {
+    let store: NamespaceStore | undefined
     try {
-      const store = await openNamespaceStore({ dataDir: this.dataDir, name: ns.name, logger: this.log })
+      store = await openNamespaceStore({ dataDir: this.dataDir, name: ns.name, logger: this.log })
       const applied = store.applied().index
+      const machine = await NamespaceStateMachine.open(ns.name, store, this.options.namespaceHooks)
       this.driver.createGroup(ns.name, {
         bootstrap: { voters: ns.voters, learners: ns.learners },
         ...(applied > 0 ? { applied } : {}),
-        stateMachine: new NamespaceStateMachine(store),
+        stateMachine: machine,
       })
-      this.namespaces.set(ns.name, store)
+      this.namespaces.set(ns.name, machine)
+      store = undefined
+      await this.options.onHosted?.(ns.name, machine)
       this.log.info({ ns: ns.name }, 'hosting namespace replica')
     } catch (e) {
+      await store?.close().catch(() => {})
       this.log.error({ ns: ns.name, err: String(e) }, 'cannot host namespace replica; will retry')
     }
   }

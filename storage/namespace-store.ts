@@ -286,6 +286,27 @@ export class NamespaceStore implements StateReader {
     return row ? this.verified(actor, row)[1] : undefined
   }
 
+  /**
+   * Every actor that stores `key`, with the value (the node loads its alarm index with this on
+   * hosting a namespace: one pass over the table, no per-actor reads).
+   */
+  async actorsWithKey(
+    key: string,
+    options?: { signal?: AbortSignal },
+  ): Promise<Array<[actor: string, value: Uint8Array]>> {
+    options?.signal?.throwIfAborted()
+    const rs = await guard(this.dbConfig, async () =>
+      (await this.reader()).execute({
+        sql: 'SELECT CAST(actor AS BLOB), CAST(key AS BLOB), value, crc FROM kv WHERE key = ?',
+        args: [key],
+      }),
+    )
+    return rs.rows.map((r) => {
+      const actor = this.text(r[0])
+      return [actor, this.verified(actor, [r[1], r[2], r[3]] as unknown as Row)[1]]
+    })
+  }
+
   async list(
     actor: string,
     prefix: string,
