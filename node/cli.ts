@@ -20,6 +20,7 @@ start flags (environment variable in brackets; flags win):
   --cluster-key FILE    pre-shared cluster key (libp2p pnet) [ACTORMESH_CLUSTER_KEY]
   --log-level LEVEL     pino level                     [ACTORMESH_LOG_LEVEL] (info)
   --replica-dead-timeout-ms MS  replace a namespace replica dead this long [ACTORMESH_REPLICA_DEAD_TIMEOUT_MS] (10000)
+  --snapshot-every-entries N    compact a group's log after N applied entries [ACTORMESH_SNAPSHOT_EVERY_ENTRIES] (10000)
 `
 
 class UsageError extends Error {}
@@ -44,6 +45,7 @@ async function start(argv: string[]): Promise<void> {
       'cluster-key': { type: 'string' },
       'log-level': { type: 'string' },
       'replica-dead-timeout-ms': { type: 'string' },
+      'snapshot-every-entries': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -65,6 +67,14 @@ async function start(argv: string[]): Promise<void> {
       `Invalid --replica-dead-timeout-ms '${deadText}': expected a whole number of milliseconds`,
     )
   }
+  const snapText = values['snapshot-every-entries'] ?? env.ACTORMESH_SNAPSHOT_EVERY_ENTRIES
+  const snapshotEveryEntries = snapText === undefined ? undefined : Number(snapText)
+  if (
+    snapshotEveryEntries !== undefined &&
+    !(Number.isInteger(snapshotEveryEntries) && snapshotEveryEntries > 0)
+  ) {
+    throw new UsageError(`Invalid --snapshot-every-entries '${snapText}': expected a positive whole number`)
+  }
   const node = await startMeshNode(
     {
       dataDir: resolve(values.data ?? env.ACTORMESH_DATA ?? 'data'),
@@ -75,6 +85,7 @@ async function start(argv: string[]): Promise<void> {
       http: values.http ?? env.ACTORMESH_HTTP ?? '127.0.0.1:8080',
       ...(clusterKeyFile ? { clusterKeyFile } : {}),
       ...(replicaDeadTimeoutMs !== undefined ? { replicaDeadTimeoutMs } : {}),
+      ...(snapshotEveryEntries !== undefined ? { snapshotEveryEntries } : {}),
     },
     log,
   )

@@ -28,6 +28,8 @@ export interface MeshNodeConfig {
   tickMs?: number
   /** A namespace replica whose node is dead this long is replaced. */
   replicaDeadTimeoutMs?: number
+  /** Applied entries after which a group compacts its log into a snapshot (driver default when unset). */
+  snapshotEveryEntries?: number
 }
 
 /** A running mesh node. */
@@ -91,7 +93,12 @@ export async function startMeshNode(
     logStore,
     random: randomInt,
     logger: log.child({ component: 'raft' }),
-    config: { raft: { quiesceAfterTicks: 20 } },
+    config: {
+      raft: { quiesceAfterTicks: 20 },
+      ...(config.snapshotEveryEntries !== undefined
+        ? { snapshotEveryEntries: config.snapshotEveryEntries, snapshotKeepEntries: 0 }
+        : {}),
+    },
   })
   const membership = new Membership(
     host,

@@ -107,7 +107,11 @@ export class NamespaceStateMachine implements StateMachine {
   }
 
   async apply(entries: Entry[], _group: string, appliedIndex: number): Promise<void> {
-    const decoded = entries.map((e) => ({ index: e.index, entry: decode(e.data) }))
+    // Entries the store already holds (it was replaced by a newer snapshot) are not re-judged.
+    const done = this.store.applied().index
+    const decoded = entries
+      .filter((e) => e.index > done)
+      .map((e) => ({ index: e.index, entry: decode(e.data) }))
     const term = entries.length > 0 ? entries[entries.length - 1]!.term : this.store.applied().term
     const start = this.chain
     const accepted: Array<{ index: number; entry: NamespaceEntry }> = []
