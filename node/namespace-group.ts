@@ -23,11 +23,13 @@ export interface NamespaceEvent {
 
 /**
  * One namespace Raft entry: the write set and broadcasts of one actor call, or a module deploy.
- * `epoch` and `seq` chain the entries of one leadership stint (see `NamespaceStateMachine`).
+ * `epoch`, `seq` and `base` chain the entries of one leadership stint (see `NamespaceStateMachine`).
  */
 export interface NamespaceEntry {
   epoch: string
   seq: number
+  /** The applied index the stint's state was read at (checked on its first entry). */
+  base: number
   writes: StateWrite[]
   events?: NamespaceEvent[]
   module?: ModuleRecord
@@ -47,9 +49,11 @@ export interface NamespaceHooks {
   applied?(namespace: string, entries: NamespaceEntry[]): void
 }
 
-interface SequencePoint {
+interface ChainPoint {
   epoch: string
   seq: number
+  /** Log index of the last chained entry applied. */
+  index: number
 }
 
 /**
@@ -60,15 +64,19 @@ interface SequencePoint {
  * **The chain rule.** A leader executes an actor's calls on top of each other's pending writes
  * and proposes them in order, tagged with its leadership stint's `epoch` and a sequence number
  * 1, 2, 3… If a proposal is dropped (back-pressure, a lost leadership), the calls executed after
- * it were computed on writes that will never exist, so they must not apply either. Every replica
+ * it were computed on writes that will never exist, so they must not apply either. And a new stint
+ * reads state at some applied index `base`; if entries of an older stint apply after `base` (they
+ * were in flight when it began), the new stint's calls were computed without them. Every replica
  * therefore applies an entry only if it continues the chain — same epoch and `seq` one past the
- * last applied, or a new epoch at `seq` 1 — and skips it otherwise, identically everywhere. The
+ * last applied, or a new epoch at `seq` 1 whose `base` is at or after the last chained entry — and
+ * skips it otherwise, identically everywhere. So the applied entries of every stint form one
+ * contiguous run computed on exactly the state before it: serializable, with nothing lost. The
  * chain point is stored with the state, so restarts and snapshots keep the rule deterministic.
  * The proposer reads each entry's outcome with `outcome(index)` and fails a skipped call as
  * "not applied, safe to retry".
  */
 export class NamespaceStateMachine implements StateMachine {
-  private chain: SequencePoint = { epoch: '', seq: 0 }
+  private chain: ChainPoint = { epoch: '', seq: 0, index: 0 }
   private readonly outcomes = new Map<number, EntryOutcome>()
 
   private constructor(
@@ -93,7 +101,7 @@ export class NamespaceStateMachine implements StateMachine {
   /** Re-reads the chain point (after the store's file was replaced by a snapshot). */
   async reload(): Promise<void> {
     const raw = await this.store.get(NAMESPACE_META_ACTOR, SEQUENCE_KEY)
-    this.chain = raw ? (packr.unpack(raw) as SequencePoint) : { epoch: '', seq: 0 }
+    this.chain = raw ? (packr.unpack(raw) as ChainPoint) : { epoch: '', seq: 0, index: 0 }
   }
 
   /**
@@ -162,8 +170,9 @@ export class NamespaceStateMachine implements StateMachine {
       return false
     }
     const continues =
-      (entry.epoch === this.chain.epoch && entry.seq === this.chain.seq + 1) ||
-      (entry.epoch !== this.chain.epoch && entry.seq === 1)
+      entry.epoch === this.chain.epoch
+        ? entry.seq === this.chain.seq + 1
+        : entry.seq === 1 && entry.base >= this.chain.index
     if (!continues) {
       this.record(index, {
         applied: false,
@@ -172,7 +181,7 @@ export class NamespaceStateMachine implements StateMachine {
       })
       return false
     }
-    this.chain = { epoch: entry.epoch, seq: entry.seq }
+    this.chain = { epoch: entry.epoch, seq: entry.seq, index }
     return true
   }
 
@@ -199,7 +208,13 @@ function refused(e: unknown): boolean {
 function decode(data: Uint8Array): NamespaceEntry | undefined {
   try {
     const e = packr.unpack(data) as NamespaceEntry
-    if (typeof e?.epoch !== 'string' || !Number.isInteger(e.seq) || !Array.isArray(e.writes)) return undefined
+    if (
+      typeof e?.epoch !== 'string' ||
+      !Number.isInteger(e.seq) ||
+      !Number.isInteger(e.base) ||
+      !Array.isArray(e.writes)
+    )
+      return undefined
     return e
   } catch {
     return undefined
