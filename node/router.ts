@@ -1,0 +1,135 @@
+/**
+ * Routing of calls: any node accepts a call and sends it to the namespace's leader (its own group
+ * state, else the leaderships members gossip), following one "not leader, try X" answer; a stale
+ * read goes to the nearest replica by measured round-trip time.
+ */
+import type { Logger } from 'pino'
+import type { Capability } from '../actors/index.js'
+import type { MultiRaft } from '../consensus/index.js'
+import { type ActorHost, type CallReply, type CallRequest, checkCallRequest } from './actor-host.js'
+import { NamespaceNotFoundError, NoLeaderError } from './errors.js'
+import type { Membership } from './membership.js'
+import type { Rpc } from './rpc.js'
+import type { SystemService } from './system.js'
+
+/** How long a client should wait before retrying when no leader is known. */
+export const NO_LEADER_RETRY_MS = 250
+
+export interface RouterOptions {
+  /** Milliseconds a forwarded call may take before it fails with an unknown outcome. */
+  forwardTimeoutMs?: number
+}
+
+export interface DeployRequest {
+  namespace: string
+  bytes: Uint8Array
+  capabilities?: Capability[]
+}
+
+export class CallRouter {
+  private readonly forwardTimeoutMs: number
+
+  constructor(
+    private readonly self: string,
+    private readonly actors: ActorHost,
+    private readonly driver: MultiRaft,
+    private readonly system: SystemService,
+    private readonly membership: Membership,
+    private readonly rpc: Rpc,
+    /** The nearest of `peers` by measured round-trip time (this node when it is one of them). */
+    private readonly nearest: (peers: string[]) => string | undefined,
+    private readonly log: Logger,
+    options: RouterOptions = {},
+  ) {
+    this.forwardTimeoutMs = options.forwardTimeoutMs ?? 10_000
+    rpc.handle('actor.call', async (_from, payload) => this.actors.execute(payload as CallRequest))
+    rpc.handle('actor.deploy', async (_from, payload) => {
+      const d = payload as DeployRequest
+      return this.actors.deploy(d.namespace, d.bytes, d.capabilities ? { capabilities: d.capabilities } : {})
+    })
+  }
+
+  /** Runs a call wherever it must run and returns its reply. */
+  async call(req: CallRequest): Promise<CallReply> {
+    checkCallRequest(req)
+    const ns = this.system.catalog.namespaces.get(req.namespace)
+    if (!ns) throw new NamespaceNotFoundError(req.namespace)
+    if (req.consistency === 'stale') {
+      const target = this.nearest([...ns.voters, ...ns.learners])
+      if (target) {
+        try {
+          return await this.run(target, req)
+        } catch (e) {
+          // The nearest replica may be down or not host it yet: the leader serves it instead.
+          this.log.debug(
+            { ns: req.namespace, target, err: String(e) },
+            'stale read failed on nearest replica',
+          )
+        }
+      }
+    }
+    return this.toLeader(req.namespace, ns.voters, (target) => this.run(target, req))
+  }
+
+  /** Deploys a module through the namespace's leader. */
+  async deploy(req: DeployRequest): Promise<{ namespace: string; version: number; hash: string }> {
+    const ns = this.system.catalog.namespaces.get(req.namespace)
+    if (!ns) throw new NamespaceNotFoundError(req.namespace)
+    return this.toLeader(req.namespace, ns.voters, (target) =>
+      target === this.self
+        ? this.actors.deploy(
+            req.namespace,
+            req.bytes,
+            req.capabilities ? { capabilities: req.capabilities } : {},
+          )
+        : (this.rpc.request(target, 'actor.deploy', req, { timeoutMs: this.forwardTimeoutMs }) as Promise<{
+            namespace: string
+            version: number
+            hash: string
+          }>),
+    )
+  }
+
+  /** The leader of `namespace` as this node knows it, or '' . */
+  leaderOf(namespace: string): string {
+    if (this.system.hosted(namespace)) {
+      const lead = this.driver.leader(namespace)
+      if (lead) return lead
+    }
+    for (const m of this.membership.alive()) if (m.leads.includes(namespace)) return m.peer
+    return ''
+  }
+
+  private run(target: string, req: CallRequest): Promise<CallReply> {
+    if (target === this.self) return this.actors.execute(req)
+    return this.rpc.request(target, 'actor.call', req, {
+      timeoutMs: this.forwardTimeoutMs,
+    }) as Promise<CallReply>
+  }
+
+  /** Runs `op` on the known leader; a "not leader, try X" answer is followed once. */
+  private async toLeader<T>(
+    namespace: string,
+    voters: string[],
+    op: (target: string) => Promise<T>,
+  ): Promise<T> {
+    // With no leader known, a replica answers with the leader it knows (or none).
+    const target = this.leaderOf(namespace) || this.nearest(voters)
+    if (!target) throw new NoLeaderError(namespace, NO_LEADER_RETRY_MS)
+    try {
+      return await op(target)
+    } catch (e) {
+      const err = e as { code?: string; details?: { leader?: unknown } }
+      if (err.code !== 'ACTORMESH_NOT_LEADER') throw e
+      const hint = typeof err.details?.leader === 'string' ? err.details.leader : ''
+      if (!hint || hint === target) throw new NoLeaderError(namespace, NO_LEADER_RETRY_MS)
+      try {
+        return await op(hint)
+      } catch (again) {
+        if ((again as { code?: string }).code === 'ACTORMESH_NOT_LEADER')
+          throw new NoLeaderError(namespace, NO_LEADER_RETRY_MS)
+        throw again
+      }
+    }
+  }
+}
