@@ -28,7 +28,13 @@ export interface MultiRaftOptions {
 export interface CreateGroupOptions {
   /** Membership of a brand-new group (ignored when the log store already has the group's state). */
   bootstrap?: ConfState
-  /** Index the state machine durably applied before a restart. */
+  /**
+   * Index the state machine durably applied before a restart (default 0: it keeps nothing). When
+   * the log store's snapshot is newer, the driver first installs that snapshot into the state
+   * machine (in the background, like any snapshot). It may also be above the log's commit index
+   * (the state machine installed a copy newer than the snapshot it was sent): Raft then resumes at
+   * the commit index and the state machine must skip the entries it already holds.
+   */
   applied?: number
   stateMachine: StateMachine
 }
@@ -84,7 +90,7 @@ export interface MultiRaft {
   /** Membership declared `peer` dead: wake every group it leads, so their followers elect anew. */
   peerDown(peer: NodeId): void
   stats(): MultiRaftStats
-  /** Resolves when no turn is running or due (tests and benchmarks wait on it). */
+  /** Resolves when no turn is running or due (tests and benchmarks wait on it); snapshot installs run beside turns. */
   whenIdle(options?: { signal?: AbortSignal }): Promise<void>
   /** Rejects everything pending, closes the transport; the log store stays open (its owner closes it). */
   close(): Promise<void>

@@ -10,12 +10,16 @@ import { type Entry, EntryType, type Ready } from '../types.js'
 import { type Incarnation, unwrap } from './envelope.js'
 import type { GroupState } from './group.js'
 
-/** Applies `rd` to `g`'s state machine and settles what it answers; `turn` is the current turn. */
+/**
+ * Applies `rd` to `g`'s state machine and settles what it answers; `turn` is the current turn.
+ * `signal` reaches a snapshot install (the driver runs a Ready with a snapshot in the background).
+ */
 export async function applyReady(
   g: GroupState,
   rd: Ready,
   incarnation: Incarnation,
   turn: number,
+  signal?: AbortSignal,
 ): Promise<void> {
   const leadChanged = rd.softState !== undefined && rd.softState.lead !== g.lead
   const termChanged = rd.hardState !== undefined && rd.hardState.term !== g.term
@@ -27,7 +31,7 @@ export async function applyReady(
     if (rd.hardState) g.term = rd.hardState.term
   }
   if (rd.snapshot) {
-    const done = g.stateMachine.applySnapshot(rd.snapshot, g.name)
+    const done = g.stateMachine.applySnapshot(rd.snapshot, g.name, signal ? { signal } : undefined)
     if (done) await done
     g.applied = rd.snapshot.meta.index
     g.snapshotIndex = rd.snapshot.meta.index

@@ -3,7 +3,7 @@
  * proposals and reads live in insertion-ordered maps, so expiring the oldest is O(expired).
  */
 import type { RawNode } from '../raft.js'
-import type { ConfState, Entry, NodeId, Snapshot } from '../types.js'
+import type { ConfState, Entry, NodeId, Ready, Snapshot } from '../types.js'
 import { NONE } from '../types.js'
 import { type OutcomeUnknownReason, ProposalOutcomeUnknownError, ReadNotConfirmedError } from './errors.js'
 
@@ -19,8 +19,13 @@ export interface StateMachine {
    * durably with its state and hand it back as `applied` after a restart (exactly-once apply).
    */
   apply(entries: Entry[], group: string, appliedIndex: number): void | Promise<void>
-  /** Replaces the state with a snapshot received from the leader. */
-  applySnapshot(snapshot: Snapshot, group: string): void | Promise<void>
+  /**
+   * Replaces the state with a snapshot received from the leader (or, after a restart, with the log
+   * store's snapshot when the state machine had not applied it). It may take long (a state machine
+   * that fetches its state from a peer): the driver keeps running the other groups meanwhile, and
+   * aborts `signal` when the group is removed or the driver closes.
+   */
+  applySnapshot(snapshot: Snapshot, group: string, options?: { signal?: AbortSignal }): void | Promise<void>
   /** The state as bytes at the last applied index, for log compaction (optional). */
   snapshot?(group: string): Uint8Array | Promise<Uint8Array>
 }
@@ -63,6 +68,19 @@ export interface PendingConfChange {
   reject(error: Error): void
 }
 
+/**
+ * A snapshot being installed into a group's state machine, in the background of the driver's
+ * turns. `ready` is the group's un-advanced Ready that carried the snapshot (none for the log
+ * store's own snapshot installed on restart); it is advanced when the install settles.
+ */
+export interface PendingInstall {
+  ready: Ready | undefined
+  abort: AbortController
+  /** Settles (never rejects) when the install finished, failed (`error`) or was aborted. */
+  done: Promise<void>
+  error: Error | undefined
+}
+
 /** The driver's bookkeeping for one group. */
 export class GroupState {
   lead: NodeId = NONE
@@ -90,6 +108,8 @@ export class GroupState {
   confChange: PendingConfChange | undefined
   /** Reads with a read state, waiting for `applied` to reach it. */
   confirmedReads: PendingRead[] = []
+  /** A snapshot install in progress: the group's Readys wait for it; other groups do not. */
+  install: PendingInstall | undefined
 
   constructor(
     readonly name: string,

@@ -12,14 +12,16 @@ import {
   type NodeId,
   type RandomInt,
   type Ready,
+  type Snapshot,
   type Status,
+  type Storage,
 } from '../types.js'
 import type { CreateGroupOptions, MultiRaft, MultiRaftOptions, MultiRaftStats } from './api.js'
 import { applyReady } from './apply.js'
 import { type ResolvedConfig, resolveConfig } from './config.js'
 import { Incarnation } from './envelope.js'
 import { DriverClosedError, GroupConflictError, GroupNotFoundError, TooManyPendingError } from './errors.js'
-import { GroupState, type PendingProposal, type PendingRead } from './group.js'
+import { GroupState, type PendingInstall, type PendingProposal, type PendingRead } from './group.js'
 import { groupLogger, silentLogger, withAbort } from './helpers.js'
 import { deferrable, Outbox } from './outbox.js'
 
@@ -61,6 +63,10 @@ class Driver implements MultiRaft, TransportHandler {
   private readonly submitting = new Set<GroupState>()
   /** Groups with requests that can time out. */
   private readonly pending = new Set<GroupState>()
+  /** Groups whose snapshot install settled; the next turn advances them (see `startInstall`). */
+  private readonly installsSettled = new Set<GroupState>()
+  /** Aborted on close: stops snapshot installs running in the background. */
+  private readonly shutdown = new AbortController()
   private tickCount = 0
   private flushDeferred = false
   private scheduled = false
@@ -98,11 +104,12 @@ class Driver implements MultiRaft, TransportHandler {
     if (this.groupsByName.size >= this.config.groupsMax)
       throw new GroupConflictError(group, `groupsMax (${this.config.groupsMax}) reached`)
     const storage = this.logStore.open(group, options.bootstrap)
+    const applied = this.resumePoint(storage, options.applied)
     const node = new RawNode({
       ...this.config.raft,
       id: this.id,
       storage,
-      applied: options.applied,
+      ...(applied !== undefined ? { applied } : {}),
       random: this.random,
       logger: groupLogger(this.logger, group),
       tickPhase: this.tickCount,
@@ -120,7 +127,26 @@ class Driver implements MultiRaft, TransportHandler {
     )
     this.groupsByName.set(group, g)
     this.active.add(g)
+    const snap = storage.snapshot()
+    if (snap.meta.index > (options.applied ?? 0)) this.startInstall(g, undefined, snap)
     this.touch(g)
+  }
+
+  /**
+   * Where Raft resumes applying a group on (re)start, given what its state machine durably holds:
+   * - behind the log store's snapshot (a state machine that keeps nothing across restarts, or a
+   *   crash between persisting a received snapshot and installing it): at the snapshot, which
+   *   `createGroup` installs before any later entry (not at the log's first index: entries kept
+   *   below a snapshot are already in it);
+   * - ahead of the commit index (it installed a copy newer than the snapshot it was sent): at the
+   *   commit index, which Raft's applied point cannot pass; the entries between come again and the
+   *   state machine skips what it holds (see `CreateGroupOptions.applied`).
+   */
+  private resumePoint(storage: Storage, applied: number | undefined): number | undefined {
+    const snapIndex = storage.snapshot().meta.index
+    if (snapIndex > (applied ?? 0)) return snapIndex
+    if (applied === undefined) return undefined
+    return Math.min(applied, storage.initialState().hardState.commit)
   }
 
   async removeGroup(group: string, options?: { signal?: AbortSignal }): Promise<void> {
@@ -132,8 +158,11 @@ class Driver implements MultiRaft, TransportHandler {
     this.dirty.delete(g)
     this.pending.delete(g)
     g.leadershipLost(this.turns, 'group-removed')
+    g.install?.abort.abort(new GroupNotFoundError(group))
     // A turn may be persisting this group's writes: drop only after it, so nothing reappears.
     await this.turnFinished()
+    // Nor may an install still touch the state machine once the caller gets it back.
+    await g.install?.done
     await this.logStore.drop(group, options)
   }
 
@@ -355,7 +384,7 @@ class Driver implements MultiRaft, TransportHandler {
       this.turnWaiters = []
       for (const w of waiters) w()
     }
-    if (this.dirty.size > 0 || this.flushDeferred) this.schedule()
+    if (this.dirty.size > 0 || this.flushDeferred || this.installsSettled.size > 0) this.schedule()
     if (!this.scheduled && !this.running) {
       const waiters = this.idleWaiters
       this.idleWaiters = []
@@ -373,9 +402,12 @@ class Driver implements MultiRaft, TransportHandler {
       this.submitReads(g)
     }
     this.submitting.clear()
+    for (const g of this.installsSettled) this.finishInstall(g)
+    this.installsSettled.clear()
     const work: Array<[GroupState, Ready]> = []
     for (const g of this.dirty) {
-      if (!g.removed && g.node.hasReady()) work.push([g, g.node.ready()])
+      // A group installing a snapshot still holds its last Ready: no other until it is advanced.
+      if (!g.removed && !g.install && g.node.hasReady()) work.push([g, g.node.ready()])
     }
     this.dirty.clear()
     const writes: GroupWrite[] = []
@@ -393,14 +425,17 @@ class Driver implements MultiRaft, TransportHandler {
     for (const [g, rd] of work) this.queueMessages(g, rd.messages)
     this.outbox.flush(flushDeferred)
     // Groups are independent: an asynchronous state machine applies them concurrently (each in
-    // log order); compaction then runs one group at a time.
+    // log order); compaction then runs one group at a time. A snapshot may take long to install
+    // (a namespace fetches its database from a peer), so it runs in the background instead.
     const applying: Promise<void>[] = []
     for (const [g, rd] of work) {
-      if (!g.removed && needsApply(rd)) applying.push(applyReady(g, rd, this.incarnation, this.turns))
+      if (g.removed || !needsApply(rd)) continue
+      if (rd.snapshot) this.startInstall(g, rd, rd.snapshot)
+      else applying.push(applyReady(g, rd, this.incarnation, this.turns))
     }
     if (applying.length > 0) await Promise.all(applying)
     for (const [g, rd] of work) {
-      if (g.removed) continue
+      if (g.removed || g.install) continue
       const every = this.config.snapshotEveryEntries
       if (every > 0 && g.applied - g.snapshotIndex >= every) await this.compact(g)
       g.node.advance(rd)
@@ -473,6 +508,52 @@ class Driver implements MultiRaft, TransportHandler {
     g.snapshotIndex = snap.meta.index
   }
 
+  // ---- snapshot installs -------------------------------------------------------------------------
+
+  /**
+   * Installs `snap` into `g`'s state machine without holding up the turns: `g` keeps `ready` (the
+   * Ready that carried it) un-advanced and is left out of every turn until the install settles.
+   * Messages and ticks are still stepped into its RawNode meanwhile (Raft allows that while a Ready
+   * is outstanding); what they produce waits for the group's next Ready. Other groups go on.
+   */
+  private startInstall(g: GroupState, ready: Ready | undefined, snap: Snapshot): void {
+    const abort = new AbortController()
+    const signal = AbortSignal.any([abort.signal, this.shutdown.signal])
+    const turn = this.turns
+    const install: PendingInstall = { ready, abort, done: Promise.resolve(), error: undefined }
+    const run = async () => {
+      if (ready) return applyReady(g, ready, this.incarnation, turn, signal)
+      const done = g.stateMachine.applySnapshot(snap, g.name, { signal })
+      if (done) await done
+    }
+    install.done = run().then(
+      () => this.installSettled(g),
+      (e: unknown) => {
+        install.error = e instanceof Error ? e : new Error(String(e))
+        this.installSettled(g)
+      },
+    )
+    g.install = install
+  }
+
+  private installSettled(g: GroupState): void {
+    if (this.closed) return
+    this.installsSettled.add(g)
+    this.schedule()
+  }
+
+  /** An install settled: advance the Ready it held and let the group's turns go on. */
+  private finishInstall(g: GroupState): void {
+    const install = g.install
+    if (!install) return
+    g.install = undefined
+    if (g.removed) return
+    // As with any apply failure, the Ready cannot be taken back: the turn fails and the driver stops.
+    if (install.error) throw install.error
+    if (install.ready) g.node.advance(install.ready)
+    this.dirty.add(g)
+  }
+
   // ---- quiescence --------------------------------------------------------------------------------
 
   /** Returns a quiesced group to the tick set, first lining its heartbeat phase up with the others. */
@@ -529,7 +610,10 @@ class Driver implements MultiRaft, TransportHandler {
   async close(): Promise<void> {
     if (this.closed) return
     this.closed = true
+    this.shutdown.abort(new DriverClosedError())
     await this.turnFinished()
+    // The owner closes the state machines' stores next: no install may still be writing to them.
+    for (const g of this.groupsByName.values()) await g.install?.done
     this.rejectEverything(() => new DriverClosedError())
     await this.transport.close()
   }
@@ -544,6 +628,7 @@ class Driver implements MultiRaft, TransportHandler {
   private fail(e: Error): void {
     this.failure = e
     this.closed = true
+    this.shutdown.abort(new DriverClosedError(`a turn failed (${e.message})`))
     this.logger.error({ err: e }, 'Raft driver stopped: a turn failed')
     this.rejectEverything(() => new DriverClosedError(`a turn failed (${e.message})`))
     void this.transport.close()
