@@ -1,8 +1,9 @@
 import { randomInt } from 'node:crypto'
 import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
 import type { Logger } from 'pino'
-import { createMultiRaft, type MultiRaft } from '../consensus/index.js'
+import { createMultiRaft, type MultiRaft, type Status } from '../consensus/index.js'
 import { openRaftLogStore } from '../storage/index.js'
 import { ActorHost, type ActorHostOptions } from './actor-host.js'
 import { SYSTEM_GROUP } from './catalog.js'
@@ -35,6 +36,27 @@ export interface MeshNodeConfig {
   actors?: ActorHostOptions
 }
 
+/** How long `drain` waits for leaderships to move by default, in milliseconds. */
+export const DRAIN_TIMEOUT_MS = 5_000
+/** How often `drain` looks whether leaderships have moved, in milliseconds. */
+const DRAIN_POLL_MS = 20
+
+/** Options of `MeshNode.drain`. */
+export interface DrainOptions {
+  /** How long to wait for leaderships to move, in milliseconds (default `DRAIN_TIMEOUT_MS`). */
+  timeoutMs?: number
+  signal?: AbortSignal
+}
+
+/** What a drain did. */
+export interface DrainResult {
+  /** Groups led here when the drain began that this node no longer leads. */
+  moved: number
+  /** Groups still led here when it ended: no live voter to move to, or the timeout passed. */
+  kept: number
+  elapsedMs: number
+}
+
 /** A running mesh node. */
 export interface MeshNode {
   readonly host: Host
@@ -47,6 +69,13 @@ export interface MeshNode {
   readonly rtt: RttTable
   /** The gateway's base URL, e.g. `http://127.0.0.1:8080`. */
   readonly url: string
+  /**
+   * Prepares a graceful stop: no more placement, repair or balancing rounds, no new HTTP
+   * connections, every leadership held here handed to the most caught-up live voter (waiting until
+   * none is left or `timeoutMs` passes), then the driver's last turn persisted. Safe to call twice.
+   */
+  drain(options?: DrainOptions): Promise<DrainResult>
+  /** Drains, then closes everything. */
   stop(): Promise<void>
 }
 
@@ -83,6 +112,7 @@ export async function startMeshNode(
       else links.reportAbuse(from)
     },
     log.child({ component: 'links' }),
+    { onDown: (peer) => rpc?.peerDown(peer) },
   )
   await links.start()
   transport = new LinkRaftTransport(links)
@@ -182,6 +212,11 @@ export async function startMeshNode(
     await host.stop()
     throw e
   }
+  let gatewayClosed: Promise<void> | undefined
+  const closeGateway = () => {
+    gatewayClosed ??= new Promise<void>((resolve) => server.close(() => resolve()))
+    return gatewayClosed
+  }
   const ticker = setInterval(() => driver.tick(), config.tickMs ?? 50)
   membership.start()
   seeds.start()
@@ -199,7 +234,27 @@ export async function startMeshNode(
     router,
     rtt,
     url: gateway,
+    async drain(drainOptions?: DrainOptions): Promise<DrainResult> {
+      drainOptions?.signal?.throwIfAborted()
+      sys.stop()
+      void closeGateway()
+      // The ticker keeps running: a transfer needs ticks to finish (or to time out and be retried).
+      const result = await moveLeaderships(
+        driver,
+        (peer) => membership.get(peer)?.state === 'alive',
+        drainOptions?.timeoutMs ?? DRAIN_TIMEOUT_MS,
+        drainOptions?.signal,
+      )
+      await driver.whenIdle(drainOptions?.signal ? { signal: drainOptions.signal } : {})
+      log.info(result, 'drained: leaderships moved away')
+      return result
+    },
     async stop() {
+      try {
+        await this.drain()
+      } catch (e) {
+        log.warn({ err: String(e) }, 'drain failed; closing anyway')
+      }
       sys.stop()
       actors.stop()
       await rtt.stop()
@@ -211,11 +266,64 @@ export async function startMeshNode(
       await sys.closeNamespaces()
       await logStore.close()
       await links.close()
-      await new Promise<void>((resolve) => server.close(() => resolve()))
+      await closeGateway()
       server.closeAllConnections()
       await host.stop()
     },
   }
+}
+
+/**
+ * Hands every group led here to its most caught-up live voter and waits, polling every
+ * `DRAIN_POLL_MS`, until none with a live voter to move to is led here or `timeoutMs` passes. A
+ * transfer that times out in Raft (one election timeout) is asked for again.
+ */
+async function moveLeaderships(
+  driver: MultiRaft,
+  isAlive: (peer: string) => boolean,
+  timeoutMs: number,
+  signal: AbortSignal | undefined,
+): Promise<DrainResult> {
+  const started = performance.now()
+  const ledAtStart = leaderships(driver)
+  for (;;) {
+    let movable = 0
+    for (const g of leaderships(driver)) {
+      const status = driver.status(g)
+      const to = transferTarget(status, isAlive)
+      if (to === undefined) continue
+      movable++
+      if (status.leadTransferee === '') driver.transferLeadership(g, to)
+    }
+    if (movable === 0 || performance.now() - started >= timeoutMs) break
+    await sleep(DRAIN_POLL_MS, undefined, signal ? { signal } : {})
+  }
+  const still = new Set(leaderships(driver))
+  return {
+    moved: ledAtStart.filter((g) => !still.has(g)).length,
+    kept: still.size,
+    elapsedMs: Math.round(performance.now() - started),
+  }
+}
+
+/**
+ * The voter a leader should hand its group to: the live voter (never a learner, never itself) whose
+ * log matches the most, so the transfer needs the least catching up; ties go to the smaller peer id.
+ * `undefined` when `status` is not a leader's or no other voter is alive.
+ */
+export function transferTarget(status: Status, isAlive: (peer: string) => boolean): string | undefined {
+  if (!status.progress) return undefined
+  let best: string | undefined
+  let bestMatch = -1
+  for (const peer of status.conf.voters) {
+    const pr = status.progress[peer]
+    if (peer === status.id || !pr || pr.isLearner || !isAlive(peer)) continue
+    if (pr.match > bestMatch || (pr.match === bestMatch && best !== undefined && peer < best)) {
+      best = peer
+      bestMatch = pr.match
+    }
+  }
+  return best
 }
 
 /** Groups this node leads (membership gossips them for routing). */

@@ -100,6 +100,13 @@ export class CallRouter {
     return ''
   }
 
+  /** Not worth forwarding to a peer membership holds suspect or dead (wait for a new leader). */
+  private reachable(peer: string): boolean {
+    if (peer === this.self) return true
+    const state = this.membership.get(peer)?.state
+    return state === undefined || state === 'alive'
+  }
+
   private run(target: string, req: CallRequest): Promise<CallReply> {
     if (target === this.self) return this.actors.execute(req)
     return this.rpc.request(target, 'actor.call', req, {
@@ -115,14 +122,15 @@ export class CallRouter {
   ): Promise<T> {
     // With no leader known, a replica answers with the leader it knows (or none).
     const target = this.leaderOf(namespace) || this.nearest(voters)
-    if (!target) throw new NoLeaderError(namespace, NO_LEADER_RETRY_MS)
+    if (!target || !this.reachable(target)) throw new NoLeaderError(namespace, NO_LEADER_RETRY_MS)
     try {
       return await op(target)
     } catch (e) {
       const err = e as { code?: string; details?: { leader?: unknown } }
       if (err.code !== 'ACTORMESH_NOT_LEADER') throw e
       const hint = typeof err.details?.leader === 'string' ? err.details.leader : ''
-      if (!hint || hint === target) throw new NoLeaderError(namespace, NO_LEADER_RETRY_MS)
+      if (!hint || hint === target || !this.reachable(hint))
+        throw new NoLeaderError(namespace, NO_LEADER_RETRY_MS)
       try {
         return await op(hint)
       } catch (again) {

@@ -142,6 +142,24 @@ export class Rpc {
     else this.links.reportAbuse(from)
   }
 
+  /**
+   * The link to `peer` went down: its outstanding requests fail now with
+   * `ACTORMESH_PEER_UNREACHABLE` (their outcome is unknown) instead of waiting for the timeout.
+   */
+  peerDown(peer: string): void {
+    for (const [id, p] of this.pending) {
+      if (p.peer !== peer) continue
+      this.settle(
+        id,
+        undefined,
+        new RpcError(
+          'ACTORMESH_PEER_UNREACHABLE',
+          `Lost the connection to ${peer}; the request's outcome is unknown`,
+        ),
+      )
+    }
+  }
+
   /** Fails every outstanding request and stops serving. */
   close(): void {
     this.shutdown.abort(new RpcError('ACTORMESH_RPC_CLOSED', 'The node is closing'))

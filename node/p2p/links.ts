@@ -17,6 +17,8 @@ export interface LinkOptions {
   reconnectMaxMs?: number
   /** Abuse reports (undecodable or unknown frames) tolerated per peer per minute before disconnecting. */
   abuseReportsMax?: number
+  /** Told when the stream to a peer closes or cannot be opened (requests waiting on it fail fast). */
+  onDown?: (peer: string) => void
 }
 
 /** Counters the metrics endpoint exposes. */
@@ -61,6 +63,7 @@ export class PeerLinks {
   private readonly reconnectMinMs: number
   private readonly reconnectMaxMs: number
   private readonly abuseReportsMax: number
+  private readonly onDown: (peer: string) => void
   private readonly self: string
   private closed = false
   private readonly onIdentify = (evt: CustomEvent<IdentifyResult>): void => {
@@ -79,6 +82,7 @@ export class PeerLinks {
     this.reconnectMinMs = options.reconnectMinMs ?? 50
     this.reconnectMaxMs = options.reconnectMaxMs ?? 2_000
     this.abuseReportsMax = options.abuseReportsMax ?? 100
+    this.onDown = options.onDown ?? (() => {})
   }
 
   /** Registers the protocol handler; call once after the host started. */
@@ -214,6 +218,7 @@ export class PeerLinks {
       })
       .catch((e: unknown) => {
         this.log.debug({ peer: link.peer, err: String(e) }, 'dial failed')
+        this.onDown(link.peer)
         this.scheduleReconnect(link)
       })
   }
@@ -230,6 +235,7 @@ export class PeerLinks {
       .catch((e: unknown) => {
         link.opening = false
         this.log.debug({ peer: link.peer, err: String(e) }, 'opening link stream failed')
+        this.onDown(link.peer)
         this.scheduleReconnect(link)
       })
   }
@@ -251,6 +257,7 @@ export class PeerLinks {
     stream.addEventListener('close', () => {
       if (link.stream !== stream) return
       link.stream = undefined
+      this.onDown(link.peer)
       this.scheduleReconnect(link)
       // Nothing to deliver and no reconnect due: forget the peer, so the map holds only peers we
       // are talking to (the next frame or inbound stream creates the entry again).
