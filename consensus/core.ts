@@ -361,6 +361,21 @@ export class Raft {
     this.idleTicks = 0
   }
 
+  /**
+   * The application learned that `peer`, which this follower follows, is gone (its connection
+   * dropped and a redial failed). The follower forgets it — so it grants pre-votes at once instead
+   * of protecting a leader it can no longer hear — and campaigns within a few ticks (a random
+   * 1..electionTicks/2, so followers seldom split the vote) instead of after a whole election
+   * timeout. Ignored in lease mode: there a follower's silence is a promise the leader relies on.
+   */
+  leaderLost(peer: NodeId): void {
+    if (this.role !== Role.Follower || this.lead !== peer || this.readOnlyOption === 'lease') return
+    this.wake()
+    this.lead = NONE
+    const soon = 1 + this.random(Math.max(1, Math.floor(this.electionTicks / 2)))
+    this.electionElapsed = Math.max(this.electionElapsed, this.randomizedElectionTimeout - soon)
+  }
+
   // ---- elections (§5.2) ------------------------------------------------------------------------
 
   /** Starts an election unless this node leads, cannot vote, or has an unapplied conf change. */

@@ -163,6 +163,11 @@ export class RawNode {
     this.raft.wake()
   }
 
+  /** `peer`, this follower's leader, is known to be gone: forget it and campaign soon. */
+  leaderLost(peer: NodeId): void {
+    this.raft.leaderLost(peer)
+  }
+
   hasReady(): boolean {
     const r = this.raft
     if (r.msgs.length > 0 || r.readStates.length > 0) return true

@@ -87,8 +87,12 @@ export interface MultiRaft {
    */
   leader(group: string): NodeId
   groups(): string[]
-  /** Membership declared `peer` dead: wake every group it leads, so their followers elect anew. */
-  peerDown(peer: NodeId): void
+  /**
+   * Membership declared `peer` dead: wake every group it leads, so their followers elect anew.
+   * With `gone` (the caller has proof, e.g. a dropped connection and a failed redial), followers
+   * also forget it and campaign within a few ticks instead of a whole election timeout.
+   */
+  peerDown(peer: NodeId, options?: { gone?: boolean }): void
   stats(): MultiRaftStats
   /** Resolves when no turn is running or due (tests and benchmarks wait on it); snapshot installs run beside turns. */
   whenIdle(options?: { signal?: AbortSignal }): Promise<void>

@@ -192,13 +192,14 @@ class Driver implements MultiRaft, TransportHandler {
     this.touch(g)
   }
 
-  peerDown(peer: NodeId): void {
+  peerDown(peer: NodeId, options?: { gone?: boolean }): void {
     this.assertOpen()
     // Rare (a peer's death), so a scan of every group is fine; ticks never scan quiesced groups.
     for (const g of this.groupsByName.values()) {
       if (g.lead !== peer) continue
       this.activate(g)
       g.node.wake()
+      if (options?.gone) g.node.leaderLost(peer)
       this.touch(g)
     }
   }
