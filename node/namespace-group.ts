@@ -8,6 +8,7 @@ import {
   StorageLimitError,
   StorageQuotaError,
 } from '../storage/index.js'
+import { encodeSnapshotMarker, type NamespaceSnapshotTransfer } from './namespace-snapshot.js'
 
 const packr = new Packr({ useRecords: false })
 
@@ -79,21 +80,30 @@ export class NamespaceStateMachine implements StateMachine {
   private chain: ChainPoint = { epoch: '', seq: 0, index: 0 }
   private readonly outcomes = new Map<number, EntryOutcome>()
 
+  /** Snapshots made here (log compactions) and installed here (databases pulled from a peer). */
+  private readonly snapshotCounts = { made: 0, installed: 0 }
+
   private constructor(
     readonly name: string,
     readonly store: NamespaceStore,
     private readonly hooks: NamespaceHooks,
     private readonly outcomesMax: number,
+    private readonly transfer: NamespaceSnapshotTransfer | undefined,
   ) {}
 
-  /** Creates the state machine of a hosted namespace, reading its chain point from the store. */
+  /**
+   * Creates the state machine of a hosted namespace, reading its chain point from the store.
+   * `transfer` pulls the database from a peer when a snapshot is installed (without it, installing
+   * one fails; compaction works either way).
+   */
   static async open(
     name: string,
     store: NamespaceStore,
     hooks: NamespaceHooks = {},
     outcomesMax = 65_536,
+    transfer?: NamespaceSnapshotTransfer,
   ): Promise<NamespaceStateMachine> {
-    const sm = new NamespaceStateMachine(name, store, hooks, outcomesMax)
+    const sm = new NamespaceStateMachine(name, store, hooks, outcomesMax, transfer)
     await sm.reload()
     return sm
   }
@@ -194,9 +204,37 @@ export class NamespaceStateMachine implements StateMachine {
     if (this.outcomes.size > this.outcomesMax) this.outcomes.delete(this.outcomes.keys().next().value!)
   }
 
-  applySnapshot(_snapshot: Snapshot): void {
-    // Namespace groups are never compacted yet (no `snapshot()` here), so no leader sends one.
-    throw new Error('Cannot install a namespace snapshot: streaming namespace snapshots is not wired yet')
+  /** How many snapshots this replica made (log compactions) and installed (pulled from a peer). */
+  snapshotStats(): { made: number; installed: number } {
+    return { ...this.snapshotCounts }
+  }
+
+  /**
+   * For log compaction: only a small marker, because the state already lives durably in the
+   * namespace database at the applied index. A replica sent this snapshot pulls the database
+   * from the maker (or another replica) instead (see node/namespace-snapshot.ts).
+   */
+  snapshot(): Uint8Array {
+    const { index, term } = this.store.applied()
+    this.snapshotCounts.made++
+    return encodeSnapshotMarker({ namespace: this.name, index, term, maker: this.transfer?.self ?? '' })
+  }
+
+  /**
+   * Installs a copy of the namespace database at `snapshot.meta.index` or later, pulled from a
+   * replica, then re-reads the chain point from it. The copy may be newer than the snapshot:
+   * `apply` skips the entries it already holds. Nothing to do when the store is already there
+   * (a restart over this node's own compacted log).
+   */
+  async applySnapshot(snapshot: Snapshot, _group: string, options?: { signal?: AbortSignal }): Promise<void> {
+    if (this.store.applied().index >= snapshot.meta.index) return
+    if (!this.transfer)
+      throw new Error(
+        `Cannot install a snapshot of namespace '${this.name}' at ${snapshot.meta.index}: no snapshot transfer is configured`,
+      )
+    await this.transfer.install(this.store, snapshot, options)
+    await this.reload()
+    this.snapshotCounts.installed++
   }
 }
 

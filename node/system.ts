@@ -4,6 +4,7 @@ import { type NamespaceStore, openNamespaceStore } from '../storage/index.js'
 import { Catalog, type CatalogNamespace, encodeCommand, SYSTEM_GROUP, validateCommand } from './catalog.js'
 import type { Membership } from './membership.js'
 import { type NamespaceHooks, NamespaceStateMachine } from './namespace-group.js'
+import { NamespaceSnapshots } from './namespace-snapshot.js'
 import { balanceLeaders, type NodeView, pickReplicas, type RepairStep, repairStep } from './placement.js'
 import type { Rpc } from './rpc.js'
 
@@ -57,6 +58,8 @@ export class SystemService {
   private readonly downSince = new Map<string, number>()
   private balanceAfterMs = 0
   private readonly options: SystemOptions
+  /** Serves and pulls namespace snapshots (`ns.snap.*`). */
+  private readonly snapshots: NamespaceSnapshots
 
   constructor(
     private readonly self: string,
@@ -76,6 +79,15 @@ export class SystemService {
     rpc.handle('ns.transfer', async (_from, payload) => this.handleTransfer(payload))
     rpc.handle('sys.join', (from, payload) => this.handleJoin(from, payload))
     rpc.handle('sys.ns.create', (_from, payload) => this.handleCreate(payload))
+    this.snapshots = new NamespaceSnapshots(
+      self,
+      rpc,
+      (name) => this.namespaces.get(name)?.store,
+      log.child({ component: 'snapshots' }),
+    )
+    rpc.handle('ns.snap.open', (from, payload, signal) => this.snapshots.open(from, payload, signal))
+    rpc.handle('ns.snap.chunk', (from, payload) => this.snapshots.chunk(from, payload))
+    rpc.handle('ns.snap.close', (from, payload) => this.snapshots.close(from, payload))
   }
 
   /**
@@ -115,6 +127,7 @@ export class SystemService {
 
   /** Closes the namespace stores hosted here (the driver is closed by the node first). */
   async closeNamespaces(): Promise<void> {
+    await this.snapshots.closeAll()
     for (const machine of this.namespaces.values()) await machine.store.close()
     this.namespaces.clear()
   }
@@ -165,7 +178,13 @@ export class SystemService {
     try {
       store = await openNamespaceStore({ dataDir: this.dataDir, name: ns.name, logger: this.log })
       const applied = store.applied().index
-      const machine = await NamespaceStateMachine.open(ns.name, store, this.options.namespaceHooks)
+      const machine = await NamespaceStateMachine.open(
+        ns.name,
+        store,
+        this.options.namespaceHooks,
+        undefined,
+        this.snapshots,
+      )
       this.driver.createGroup(ns.name, {
         bootstrap: { voters: ns.voters, learners: ns.learners },
         ...(applied > 0 ? { applied } : {}),
