@@ -3,7 +3,7 @@ import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { Logger } from 'pino'
-import { createMultiRaft, type MultiRaft, type Status } from '../consensus/index.js'
+import { createMultiRaft, type MultiRaft, NONE, type Status } from '../consensus/index.js'
 import { openRaftLogStore } from '../storage/index.js'
 import { ActorHost, type ActorHostOptions } from './actor-host.js'
 import { SYSTEM_GROUP } from './catalog.js'
@@ -223,6 +223,21 @@ export async function startMeshNode(
   rtt.start()
   actors.start()
   sys.start(logStore.groups().includes(SYSTEM_GROUP), config.seeds.length > 0)
+  const drain = async (drainOptions?: DrainOptions): Promise<DrainResult> => {
+    drainOptions?.signal?.throwIfAborted()
+    sys.stop()
+    void closeGateway()
+    // The ticker keeps running: a transfer needs ticks to finish (or to time out and be asked again).
+    const result = await moveLeaderships(
+      driver,
+      (peer) => membership.get(peer)?.state === 'alive',
+      drainOptions?.timeoutMs ?? DRAIN_TIMEOUT_MS,
+      drainOptions?.signal,
+    )
+    await driver.whenIdle(drainOptions?.signal ? { signal: drainOptions.signal } : {})
+    log.info(result, 'drained: leaderships moved away')
+    return result
+  }
   log.info({ peer: self, addrs: host.getMultiaddrs().map(String), gateway }, 'node started')
   return {
     host,
@@ -234,24 +249,10 @@ export async function startMeshNode(
     router,
     rtt,
     url: gateway,
-    async drain(drainOptions?: DrainOptions): Promise<DrainResult> {
-      drainOptions?.signal?.throwIfAborted()
-      sys.stop()
-      void closeGateway()
-      // The ticker keeps running: a transfer needs ticks to finish (or to time out and be retried).
-      const result = await moveLeaderships(
-        driver,
-        (peer) => membership.get(peer)?.state === 'alive',
-        drainOptions?.timeoutMs ?? DRAIN_TIMEOUT_MS,
-        drainOptions?.signal,
-      )
-      await driver.whenIdle(drainOptions?.signal ? { signal: drainOptions.signal } : {})
-      log.info(result, 'drained: leaderships moved away')
-      return result
-    },
+    drain,
     async stop() {
       try {
-        await this.drain()
+        await drain()
       } catch (e) {
         log.warn({ err: String(e) }, 'drain failed; closing anyway')
       }
@@ -276,7 +277,7 @@ export async function startMeshNode(
 /**
  * Hands every group led here to its most caught-up live voter and waits, polling every
  * `DRAIN_POLL_MS`, until none with a live voter to move to is led here or `timeoutMs` passes. A
- * transfer that times out in Raft (one election timeout) is asked for again.
+ * transfer that times out in Raft (one election timeout, same term) is asked for again.
  */
 async function moveLeaderships(
   driver: MultiRaft,
@@ -286,14 +287,27 @@ async function moveLeaderships(
 ): Promise<DrainResult> {
   const started = performance.now()
   const ledAtStart = leaderships(driver)
+  // A group that comes back in a later term was handed back: its target is draining too (or a
+  // balancer chose this node), so it is not asked again — two nodes stopping together would
+  // otherwise pass their groups to and fro until the timeout.
+  const handedTo = new Map<string, { peer: string; term: number }>()
+  const handedBack = new Map<string, Set<string>>()
   for (;;) {
     let movable = 0
     for (const g of leaderships(driver)) {
       const status = driver.status(g)
-      const to = transferTarget(status, isAlive)
+      const last = handedTo.get(g)
+      if (last && status.term > last.term) {
+        handedBack.set(g, (handedBack.get(g) ?? new Set()).add(last.peer))
+        handedTo.delete(g)
+      }
+      const back = handedBack.get(g)
+      const to = transferTarget(status, (peer) => isAlive(peer) && !back?.has(peer))
       if (to === undefined) continue
       movable++
-      if (status.leadTransferee === '') driver.transferLeadership(g, to)
+      if (status.leadTransferee !== NONE) continue
+      driver.transferLeadership(g, to)
+      handedTo.set(g, { peer: to, term: status.term })
     }
     if (movable === 0 || performance.now() - started >= timeoutMs) break
     await sleep(DRAIN_POLL_MS, undefined, signal ? { signal } : {})

@@ -108,6 +108,14 @@ export class ProcessCluster {
     this.nodes.splice(this.nodes.indexOf(node), 1)
   }
 
+  /** SIGTERM: a graceful stop (leaderships handed over first); resolves with the exit code. */
+  async terminate(node: ClusterNode): Promise<number | null> {
+    node.proc.kill('SIGTERM')
+    const code = await node.exited
+    this.nodes.splice(this.nodes.indexOf(node), 1)
+    return code
+  }
+
   async stop(): Promise<void> {
     for (const n of this.nodes.splice(0)) {
       if (n.proc.exitCode === null) n.proc.kill('SIGKILL')
