@@ -1,16 +1,18 @@
 /**
- * `actormesh`: the command-line entry point. So far `start`; the other commands arrive with the
- * request-path, gateway and operations work. Exit codes: 0 ok, 1 runtime failure, 2 bad usage.
+ * `actormesh`: the command-line entry point — `start` runs a node, `status` reports a running
+ * node's view of the cluster. Exit codes: 0 ok, 1 runtime failure, 2 bad usage.
  */
 import { resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import pino from 'pino'
 import { startMeshNode } from './mesh-node.js'
+import { checkStatusDocs, formatStatus } from './status-command.js'
 
 const USAGE = `Usage: actormesh <command> [flags]
 
 Commands:
-  start    Run a mesh node.
+  start    Run a mesh node. SIGTERM/SIGINT: hand its leaderships to other nodes, flush, close, exit 0.
+  status   Print a running node's view: itself, members, namespaces, leaders and replica health.
 
 start flags (environment variable in brackets; flags win):
   --data DIR            data directory                 [ACTORMESH_DATA]   (./data)
@@ -21,7 +23,15 @@ start flags (environment variable in brackets; flags win):
   --log-level LEVEL     pino level                     [ACTORMESH_LOG_LEVEL] (info)
   --replica-dead-timeout-ms MS  replace a namespace replica dead this long [ACTORMESH_REPLICA_DEAD_TIMEOUT_MS] (10000)
   --snapshot-every-entries N    compact a group's log after N applied entries [ACTORMESH_SNAPSHOT_EVERY_ENTRIES] (10000)
+
+status flags:
+  --http HOST:PORT      the node's HTTP gateway        [ACTORMESH_HTTP]   (127.0.0.1:8080)
+  --url URL             the node's gateway as a URL (instead of --http)
+  --json                print the node's /v1/status, /v1/members and /v1/namespaces as one JSON document
 `
+
+/** How long `status` waits for each of the node's answers, in milliseconds. */
+const STATUS_FETCH_TIMEOUT_MS = 5_000
 
 class UsageError extends Error {}
 
@@ -115,11 +125,93 @@ async function start(argv: string[]): Promise<void> {
   })
 }
 
+async function status(argv: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      http: { type: 'string' },
+      url: { type: 'string' },
+      json: { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+    },
+    strict: true,
+  })
+  if (values.help) {
+    process.stdout.write(USAGE)
+    return
+  }
+  if (values.http !== undefined && values.url !== undefined)
+    throw new UsageError('Give --http or --url, not both')
+  const base =
+    values.url !== undefined
+      ? gatewayUrl(values.url)
+      : gatewayOf(values.http ?? process.env.ACTORMESH_HTTP ?? '127.0.0.1:8080')
+  const [st, members, namespaces] = await Promise.all(
+    ['/v1/status', '/v1/members', '/v1/namespaces'].map((path) => getJson(base, path)),
+  )
+  const docs = checkStatusDocs({ status: st, members, namespaces })
+  process.stdout.write(
+    values.json ? `${JSON.stringify({ url: base, ...docs }, null, 2)}\n` : formatStatus(docs, base),
+  )
+}
+
+/** `--url`: an http(s) URL, without a trailing slash. */
+function gatewayUrl(text: string): string {
+  let url: URL
+  try {
+    url = new URL(text)
+  } catch {
+    throw new UsageError(`Invalid --url '${text}': expected e.g. http://127.0.0.1:8080`)
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:')
+    throw new UsageError(`Invalid --url '${text}': expected an http:// or https:// URL`)
+  return url.href.replace(/\/+$/, '')
+}
+
+/** `--http HOST:PORT` as a URL; a wildcard listen host (0.0.0.0, ::) is reached on loopback. */
+function gatewayOf(hostPort: string): string {
+  const at = hostPort.lastIndexOf(':')
+  const host = at > 0 ? hostPort.slice(0, at).replace(/^\[|\]$/g, '') : ''
+  const port = Number(hostPort.slice(at + 1))
+  if (at < 0 || !Number.isInteger(port) || port < 1 || port > 65_535)
+    throw new UsageError(`Invalid --http '${hostPort}': expected HOST:PORT with a port from 1 to 65535`)
+  const reach = host === '' || host === '0.0.0.0' ? '127.0.0.1' : host === '::' ? '::1' : host
+  return `http://${reach.includes(':') ? `[${reach}]` : reach}:${port}`
+}
+
+/** GETs `base + path` as JSON; an unreachable node or an error answer is a clear message. */
+async function getJson(base: string, path: string): Promise<unknown> {
+  let res: Response
+  try {
+    res = await fetch(`${base}${path}`, { signal: AbortSignal.timeout(STATUS_FETCH_TIMEOUT_MS) })
+  } catch (e) {
+    throw new Error(`Cannot reach ${base} (${reachFailure(e)}): is a node running?`)
+  }
+  const body = await res.text()
+  if (!res.ok) throw new Error(`Node at ${base} answered ${res.status} to GET ${path}: ${body.trim()}`)
+  try {
+    return JSON.parse(body)
+  } catch {
+    throw new Error(`Node at ${base} answered GET ${path} with something other than JSON`)
+  }
+}
+
+/** Why a fetch failed, in a word: the socket error's code, or a timeout. */
+function reachFailure(e: unknown): string {
+  if ((e as Error).name === 'TimeoutError') return `no answer within ${STATUS_FETCH_TIMEOUT_MS} ms`
+  const cause = (e as { cause?: { code?: unknown; errors?: Array<{ code?: unknown }> } }).cause
+  const code = cause?.code ?? cause?.errors?.[0]?.code
+  return typeof code === 'string' ? code : String((e as Error).message)
+}
+
 async function main(argv: string[]): Promise<void> {
   const [command, ...rest] = argv
   switch (command) {
     case 'start':
       await start(rest)
+      return
+    case 'status':
+      await status(rest)
       return
     case undefined:
     case 'help':

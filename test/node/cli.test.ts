@@ -1,5 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process'
 import { mkdtemp, rm } from 'node:fs/promises'
+import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
@@ -59,9 +60,36 @@ async function startNode(args: string[]): Promise<Started> {
 
 async function members(
   url: string,
-): Promise<{ self: { addrs: string[] }; members: Array<{ peer: string; state: string }> }> {
+): Promise<{ self: { peer: string; addrs: string[] }; members: Array<{ peer: string; state: string }> }> {
   const res = await fetch(`${url}/v1/members`)
   return (await res.json()) as never
+}
+
+/** Runs `bin/actormesh.js` to its end. */
+async function runCli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const proc = spawn(nodeBin, [join(root, 'bin', 'actormesh.js'), ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  procs.push(proc)
+  let stdout = ''
+  let stderr = ''
+  proc.stdout!.on('data', (d: Buffer) => {
+    stdout += d.toString()
+  })
+  proc.stderr!.on('data', (d: Buffer) => {
+    stderr += d.toString()
+  })
+  const code = await new Promise<number | null>((r) => proc.once('close', (c) => r(c)))
+  return { code, stdout, stderr }
+}
+
+/** A loopback port nothing listens on (bound, then released). */
+async function deadPort(): Promise<number> {
+  const server = createServer()
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()))
+  const { port } = server.address() as { port: number }
+  await new Promise<void>((r) => server.close(() => r()))
+  return port
 }
 
 afterEach(async () => {
@@ -100,5 +128,55 @@ describe('actormesh start', () => {
     const code = await new Promise<number | null>((r) => proc.once('exit', (c) => r(c)))
     expect(code).toBe(2)
     expect(err).toContain("Unknown option '--bogus'")
+  })
+})
+
+describe('actormesh status', () => {
+  it("prints a running node's peer id, its namespaces with leader and health, and --json", async () => {
+    const a = await startNode([])
+    const peer = (await members(a.url)).self.peer
+    const created = await fetch(`${a.url}/v1/namespaces`, {
+      method: 'POST',
+      body: JSON.stringify({ name: 'inventory', replicationFactor: 1 }),
+    })
+    expect(created.status).toBe(201)
+    // The namespace shows with a leader once its single replica is hosted and has elected itself.
+    const deadline = Date.now() + 30_000
+    let out = await runCli(['status', '--url', a.url])
+    while (!/inventory .* ok\n/.test(out.stdout)) {
+      if (Date.now() > deadline)
+        throw new Error(`namespace never showed healthy:\n${out.stdout}${out.stderr}`)
+      await new Promise((r) => setTimeout(r, 100))
+      out = await runCli(['status', '--url', a.url])
+    }
+    expect(out.code).toBe(0)
+    expect(out.stdout).toContain(`Node ${peer} at ${a.url}`)
+    expect(out.stdout).toContain('(this node)')
+    expect(out.stdout).toMatch(new RegExp(`inventory +1 +…${peer.slice(-8)} +1 +0 +none +ok`))
+
+    const json = await runCli(['status', '--http', a.url.replace('http://', ''), '--json'])
+    expect(json.code).toBe(0)
+    const doc = JSON.parse(json.stdout) as {
+      status: { peer: string }
+      namespaces: { namespaces: Array<{ name: string; leader: string }> }
+    }
+    expect(doc.status.peer).toBe(peer)
+    expect(doc.namespaces.namespaces).toMatchObject([{ name: 'inventory', leader: peer }])
+  })
+
+  it('exits 1 with a clear message when no node answers', async () => {
+    const port = await deadPort()
+    const out = await runCli(['status', '--url', `http://127.0.0.1:${port}`])
+    expect(out.code).toBe(1)
+    expect(out.stdout).toBe('')
+    expect(out.stderr).toBe(
+      `actormesh: Cannot reach http://127.0.0.1:${port} (ECONNREFUSED): is a node running?\n`,
+    )
+  })
+
+  it('exits 2 when given both --http and --url', async () => {
+    const out = await runCli(['status', '--http', '127.0.0.1:1', '--url', 'http://127.0.0.1:1'])
+    expect(out.code).toBe(2)
+    expect(out.stderr).toContain('Give --http or --url, not both')
   })
 })
