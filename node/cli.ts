@@ -112,16 +112,24 @@ async function start(argv: string[]): Promise<void> {
     ].join('\n'),
   )
   await new Promise<void>((done) => {
-    const shutdown = (signal: string) => {
-      log.info({ signal }, 'shutting down')
+    let stopping = false
+    // The first signal stops gracefully (drain: leaderships handed over, then close); a second one,
+    // of either kind, gives up on that and exits at once.
+    const shutdown = (signal: NodeJS.Signals) => {
+      if (stopping) {
+        log.warn({ signal }, 'second signal: exiting without finishing the graceful stop')
+        process.exit(1)
+      }
+      stopping = true
+      log.info({ signal }, 'shutting down: handing leaderships over, then closing')
       node.stop().then(done, (e: unknown) => {
         log.error({ err: String(e) }, 'shutdown failed')
         process.exitCode = 1
         done()
       })
     }
-    process.once('SIGINT', () => shutdown('SIGINT'))
-    process.once('SIGTERM', () => shutdown('SIGTERM'))
+    process.on('SIGINT', shutdown)
+    process.on('SIGTERM', shutdown)
   })
 }
 
