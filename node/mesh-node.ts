@@ -13,6 +13,7 @@ import { createHost, type Host } from './p2p/host.js'
 import { PeerLinks } from './p2p/links.js'
 import { RttTable } from './p2p/rtt.js'
 import { SeedDialer } from './p2p/seeds.js'
+import { PeerWatch } from './peer-watch.js'
 import { Channel, LinkRaftTransport } from './raft-transport.js'
 import { CallRouter } from './router.js'
 import { Rpc } from './rpc.js'
@@ -102,6 +103,7 @@ export async function startMeshNode(
     options,
   )
   let gateway = ''
+  let watch: PeerWatch | undefined
   let transport: LinkRaftTransport | undefined
   let rpc: Rpc | undefined
   const links = new PeerLinks(
@@ -112,7 +114,12 @@ export async function startMeshNode(
       else links.reportAbuse(from)
     },
     log.child({ component: 'links' }),
-    { onDown: (peer) => rpc?.peerDown(peer) },
+    {
+      onDown: (peer) => {
+        rpc?.peerDown(peer)
+        watch?.linkDown(peer)
+      },
+    },
   )
   await links.start()
   transport = new LinkRaftTransport(links)
@@ -147,6 +154,8 @@ export async function startMeshNode(
   membership.onChange(({ member }) => {
     if (member.state === 'dead') driver.peerDown(member.peer)
   })
+  watch = new PeerWatch(host, driver, log.child({ component: 'peer-watch' }))
+  const peerWatch = watch
   let system: SystemService | undefined
   const actors = new ActorHost(
     self,
@@ -198,7 +207,13 @@ export async function startMeshNode(
         rttMs: rtt.rttMs(m.peer),
       })),
     }),
-    namespaces: () => sys.listNamespaces().map((ns) => ({ ...ns, module: actors.moduleOf(ns.name) ?? null })),
+    namespaces: () =>
+      sys.listNamespaces().map((ns) => ({
+        ...ns,
+        // A node without a replica knows the leader from gossip.
+        leader: ns.leader || router.leaderOf(ns.name),
+        module: actors.moduleOf(ns.name) ?? null,
+      })),
     createNamespace: (name, rf) => sys.createNamespace(name, rf),
     router,
     payloadBytesMax: actors.runtime.limits.payloadBytesMax,
@@ -257,6 +272,7 @@ export async function startMeshNode(
         log.warn({ err: String(e) }, 'drain failed; closing anyway')
       }
       sys.stop()
+      peerWatch.stop()
       actors.stop()
       await rtt.stop()
       clearInterval(ticker)
