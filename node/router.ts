@@ -75,7 +75,7 @@ export class CallRouter {
   async deploy(req: DeployRequest): Promise<{ namespace: string; version: number; hash: string }> {
     const ns = this.system.catalog.namespaces.get(req.namespace)
     if (!ns) throw new NamespaceNotFoundError(req.namespace)
-    return this.toLeader(req.namespace, ns.voters, (target) =>
+    const deployed = await this.toLeader(req.namespace, ns.voters, (target) =>
       target === this.self
         ? this.actors.deploy(
             req.namespace,
@@ -88,6 +88,11 @@ export class CallRouter {
             hash: string
           }>),
     )
+    // The namespace's log is the truth; the catalog's record is for listings, so best effort.
+    await this.system.recordModule(req.namespace, deployed.hash).catch((e: unknown) => {
+      this.log.warn({ ns: req.namespace, err: String(e) }, 'deployed, but the catalog did not record it')
+    })
+    return deployed
   }
 
   /** The leader of `namespace` as this node knows it, or '' . */

@@ -79,6 +79,7 @@ export class SystemService {
     rpc.handle('ns.transfer', async (_from, payload) => this.handleTransfer(payload))
     rpc.handle('sys.join', (from, payload) => this.handleJoin(from, payload))
     rpc.handle('sys.ns.create', (_from, payload) => this.handleCreate(payload))
+    rpc.handle('sys.module', (_from, payload) => this.handleModule(payload))
     this.snapshots = new NamespaceSnapshots(
       self,
       rpc,
@@ -110,6 +111,32 @@ export class SystemService {
       { name, replicationFactor },
       { timeoutMs: 10_000 },
     )) as CatalogNamespace
+  }
+
+  /** Records a namespace's deployed module hash in the catalog (through the `_system` leader). */
+  async recordModule(name: string, hash: string): Promise<void> {
+    validateCommand({ op: 'module-deploy', name, hash })
+    const st = this.status()
+    if (st.joined && st.leader === this.self) {
+      await this.handleModule({ name, hash })
+      return
+    }
+    if (!st.leader) throw new NotLeaderError('')
+    await this.rpc.request(st.leader, 'sys.module', { name, hash }, { timeoutMs: 10_000 })
+  }
+
+  private async handleModule(payload: unknown): Promise<{ ok: true }> {
+    const { name, hash } = (payload ?? {}) as { name?: unknown; hash?: unknown }
+    if (typeof name !== 'string' || typeof hash !== 'string')
+      throw new TypeError('Cannot record a module: name and hash are required')
+    const st = this.joined ? this.driver.status(SYSTEM_GROUP) : undefined
+    if (!st || st.role !== Role.Leader) throw new NotLeaderError(st?.lead ?? '')
+    if (this.catalog.namespaces.get(name)?.moduleHash === hash) return { ok: true }
+    await this.driver.propose(
+      SYSTEM_GROUP,
+      encodeCommand(validateCommand({ op: 'module-deploy', name, hash })),
+    )
+    return { ok: true }
   }
 
   /** The namespaces the catalog holds here, with this node's view of each group's leader. */

@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest'
 import { exampleModule } from '../actors/examples.js'
 import { call, callOnce, createNamespace, deploy } from './calls.js'
-import { ProcessCluster, waitFor } from './cluster.js'
+import { getJson, ProcessCluster, waitFor } from './cluster.js'
 
 let cluster: ProcessCluster
 
@@ -19,7 +19,18 @@ describe('actor calls across three node processes', () => {
       (typeof cluster.nodes)[0],
     ]
     await createNamespace(a, 'counters')
-    await deploy(b, 'counters', await exampleModule('counter'))
+    const { hash } = await deploy(b, 'counters', await exampleModule('counter'))
+    // The catalog records the deploy, so every node lists it.
+    await waitFor(
+      async () => {
+        const list = (await getJson(`${c.url}/v1/namespaces`)) as {
+          namespaces: Array<{ name: string; moduleHash: string; moduleVersion: number }>
+        }
+        const ns = list.namespaces.find((n) => n.name === 'counters')
+        return ns?.moduleHash === hash && ns.moduleVersion === 1
+      },
+      () => 'the catalog to record the module',
+    )
 
     // 30 increments spread over the three nodes: each reply is the new count, all distinct.
     const replies: number[] = []
