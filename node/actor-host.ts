@@ -22,6 +22,7 @@ import { type MultiRaft, ProposalDroppedError, Role } from '../consensus/index.j
 import type { StateReader, StateWrite } from '../storage/index.js'
 import { NotAppliedError, NotLeaderError, OutcomeUnknownError } from './errors.js'
 import {
+  type AppliedEntry,
   encodeNamespaceEntry,
   NAMESPACE_META_ACTOR,
   type NamespaceEntry,
@@ -160,9 +161,9 @@ export class ActorHost {
   }
 
   /** Applied entries of a hosted namespace (every replica): alarm index, module, follower caches. */
-  onApplied(name: string, entries: NamespaceEntry[]): void {
+  onApplied(name: string, entries: AppliedEntry[]): void {
     const s = this.ns(name)
-    for (const e of entries) {
+    for (const { entry: e } of entries) {
       if (e.module) s.module = { version: e.module.version, hash: e.module.hash }
       for (const w of e.writes) {
         if (w.key === alarmKey) {

@@ -45,9 +45,16 @@ export type EntryOutcome =
   | { applied: true }
   | { applied: false; reason: 'sequence' | 'limit'; message: string }
 
+/** An entry that applied, at its log index. */
+export interface AppliedEntry {
+  index: number
+  entry: NamespaceEntry
+}
+
 /** What the node learns after every applied batch (followers refresh caches; the gateway pushes events). */
 export interface NamespaceHooks {
-  applied?(namespace: string, entries: NamespaceEntry[]): void
+  /** `index` is each entry's log index: its commit position (broadcasts are ordered by it). */
+  applied?(namespace: string, entries: AppliedEntry[]): void
 }
 
 interface ChainPoint {
@@ -166,11 +173,7 @@ export class NamespaceStateMachine implements StateMachine {
       }
       await this.store.apply({ index: appliedIndex, term, writes: [] })
     }
-    if (accepted.length > 0)
-      this.hooks.applied?.(
-        this.name,
-        accepted.map((a) => a.entry),
-      )
+    if (accepted.length > 0) this.hooks.applied?.(this.name, accepted)
   }
 
   /** Moves the chain past `entry` if it continues it; records the outcome either way. */

@@ -29,7 +29,9 @@ async function open(dataDir?: string, valueBytesMax?: number) {
   })
   stores.push(store)
   const applied: NamespaceEntry[][] = []
-  const sm = await NamespaceStateMachine.open('ns', store, { applied: (_n, e) => applied.push(e) })
+  const sm = await NamespaceStateMachine.open('ns', store, {
+    applied: (_n, e) => applied.push(e.map((a) => a.entry)),
+  })
   return { dir, store, sm, applied }
 }
 
