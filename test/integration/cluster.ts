@@ -77,13 +77,24 @@ export class ProcessCluster {
       out += d.toString()
     })
     const exited = new Promise<number | null>((r) => proc.once('exit', (code) => r(code)))
-    const url = await waitFor(
-      () => /health:\s+curl (\S+)\/healthz/.exec(out)?.[1],
-      () => `node on ${dataDir} to start; output:\n${out}`,
-      30_000,
-      () => proc.exitCode !== null,
-    )
-    const self = (await getJson(`${url}/v1/members`)) as { self: { peer: string; addrs: string[] } }
+    const up = async () => {
+      const url = await waitFor(
+        () => /health:\s+curl (\S+)\/healthz/.exec(out)?.[1],
+        () => `node on ${dataDir} to start; output:\n${out}`,
+        30_000,
+        () => proc.exitCode !== null,
+      )
+      return {
+        url,
+        self: (await getJson(`${url}/v1/members`)) as { self: { peer: string; addrs: string[] } },
+      }
+    }
+    // A node that never came up is not in `nodes`, so stop() would leave it running: end it here.
+    const { url, self } = await up().catch(async (e: unknown) => {
+      proc.kill('SIGKILL')
+      await exited
+      throw e
+    })
     const node: ClusterNode = {
       dataDir,
       url,
