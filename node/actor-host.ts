@@ -31,8 +31,12 @@ import {
 
 const packr = new Packr({ useRecords: false })
 
-/** Reserved key prefix of an actor's idempotency records (user keys cannot start with `\0`). */
-const IDEMPOTENCY_PREFIX = '\u0000idem/'
+/**
+ * Reserved key holding an actor's idempotency records (user keys cannot start with `\0`):
+ * msgpack `[key, atMs, reply][]`, oldest first, pruned on every keyed write.
+ */
+const IDEMPOTENCY_KEY = '\u0000idem'
+type IdempotencyRecord = [key: string, atMs: number, reply: Uint8Array]
 
 /** Where a module is compiled and checked before its deploy entry is proposed (never called). */
 const VALIDATE_NAMESPACE = '\u0000validate'
@@ -47,6 +51,10 @@ const emptyReader: StateReader = {
 export interface ActorHostOptions {
   /** A retried call with the same idempotency key within this window returns the first outcome. */
   idempotencyWindowMs?: number
+  /** Idempotency records kept per actor (oldest dropped first, even inside the window). */
+  idempotencyKeysMax?: number
+  /** Bytes of idempotency records (replies included) kept per actor. */
+  idempotencyBytesMax?: number
   /** How often the leader looks for due alarms. */
   alarmIntervalMs?: number
   /** How often idle actors are evicted. */
@@ -97,6 +105,10 @@ interface NamespaceState {
   gates: Map<string, Promise<void>>
   /** Idempotent calls in flight, by `actor \0 key`. */
   keyed: Map<string, Promise<CallReply>>
+  /** Per actor: the idempotency records as last proposed in this stint, until applied. */
+  records: Map<string, IdempotencyRecord[]>
+  /** Per actor: keyed writes compose one at a time, each on the records the previous one wrote. */
+  recordLocks: Map<string, Promise<void>>
 }
 
 export function checkCallRequest(req: CallRequest): void {
@@ -113,6 +125,8 @@ export class ActorHost {
   readonly runtime: ActorRuntime
   private readonly state = new Map<string, NamespaceState>()
   private readonly idempotencyWindowMs: number
+  private readonly idempotencyKeysMax: number
+  private readonly idempotencyBytesMax: number
   private readonly moduleBytesMax: number
   private readonly timers: NodeJS.Timeout[] = []
   private readonly options: ActorHostOptions
@@ -126,6 +140,8 @@ export class ActorHost {
   ) {
     this.options = options
     this.idempotencyWindowMs = options.idempotencyWindowMs ?? 10 * 60_000
+    this.idempotencyKeysMax = options.idempotencyKeysMax ?? 256
+    this.idempotencyBytesMax = options.idempotencyBytesMax ?? 256 << 10
     this.moduleBytesMax = options.moduleBytesMax ?? 8 << 20
     this.runtime = createActorRuntime({
       stateOf: (ns) => this.storeOf(ns),
@@ -282,6 +298,8 @@ export class ActorHost {
         firing: new Set(),
         gates: new Map(),
         keyed: new Map(),
+        records: new Map(),
+        recordLocks: new Map(),
       }
       this.state.set(name, s)
     }
@@ -311,6 +329,7 @@ export class ActorHost {
         await this.driver.readIndex(namespace)
         this.runtime.discardNamespace(namespace)
         s.gates.clear()
+        s.records.clear()
         s.epoch = randomBytes(8).toString('hex')
         s.seq = 0
         s.base = this.hosted(namespace)?.store.applied().index ?? 0
@@ -336,6 +355,7 @@ export class ActorHost {
     if (!s || s.term === 0) return
     s.term = 0
     s.gates.clear()
+    s.records.clear()
     this.runtime.discardNamespace(namespace)
   }
 
@@ -387,29 +407,72 @@ export class ActorHost {
     return { reply: r.reply, servedBy: this.self }
   }
 
+  /**
+   * A write with an idempotency key: a retry within the window returns the stored reply. The
+   * record is written in the same entry as the call's writes, so it survives failover.
+   */
   private async keyedWrite(req: CallRequest, machine: NamespaceStateMachine): Promise<CallReply> {
-    const key = `${IDEMPOTENCY_PREFIX}${req.idempotencyKey}`
-    const stored = await machine.store.get(req.actor, key)
-    if (stored) {
-      const rec = packr.unpack(stored) as { atMs: number; reply: Uint8Array }
-      if (Date.now() - rec.atMs <= this.idempotencyWindowMs) {
-        return { reply: rec.reply, servedBy: this.self, replayed: true }
-      }
+    const s = this.ns(req.namespace)
+    const { actor } = req
+    const previous = s.recordLocks.get(actor) ?? Promise.resolve()
+    let release!: () => void
+    const mine = new Promise<void>((r) => {
+      release = r
+    })
+    s.recordLocks.set(actor, mine)
+    try {
+      await previous
+      const known = s.records.get(actor)
+      const records = known ?? decodeRecords(await machine.store.get(actor, IDEMPOTENCY_KEY))
+      const now = Date.now()
+      const hit = records.find(([k, at]) => k === req.idempotencyKey && now - at <= this.idempotencyWindowMs)
+      if (hit) return { reply: hit[2], servedBy: this.self, replayed: true }
+      return await this.write(req, machine, {
+        record: (reply) => {
+          const next = this.prune([...records, [req.idempotencyKey!, now, reply]], now)
+          s.records.set(actor, next)
+          return { actor, key: IDEMPOTENCY_KEY, value: packr.pack(next) }
+        },
+        proposed: (gate) => {
+          release()
+          const next = s.records.get(actor)
+          const forget = () => {
+            if (s.records.get(actor) === next) s.records.delete(actor)
+          }
+          gate.then(forget, forget)
+        },
+      })
+    } finally {
+      release()
+      if (s.recordLocks.get(actor) === mine) s.recordLocks.delete(actor)
     }
-    return this.write(req, machine, key)
+  }
+
+  /** Drops expired records, then the oldest beyond the per-actor count and byte bounds. */
+  private prune(records: IdempotencyRecord[], now: number): IdempotencyRecord[] {
+    const live = records.filter(([, at]) => now - at <= this.idempotencyWindowMs)
+    let bytes = live.reduce((n, [k, , r]) => n + k.length + r.length + 16, 0)
+    while (live.length > 1 && (live.length > this.idempotencyKeysMax || bytes > this.idempotencyBytesMax)) {
+      const [k, , r] = live.shift()!
+      bytes -= k.length + r.length + 16
+    }
+    return live
   }
 
   /** A call that may write: run, propose its write set and broadcasts, reply once applied. */
   private async write(
     req: CallRequest,
     machine: NamespaceStateMachine,
-    idemKey?: string,
+    keyed?: {
+      record: (reply: Uint8Array) => StateWrite
+      proposed: (gate: Promise<void>) => void
+    },
   ): Promise<CallReply> {
     const { namespace, actor } = req
     const s = this.ns(namespace)
     const r = await this.runtime.call(namespace, actor, req.method, req.payload)
     const writes: StateWrite[] = r.writes
-    if (idemKey) writes.push({ actor, key: idemKey, value: packr.pack({ atMs: Date.now(), reply: r.reply }) })
+    if (keyed) writes.push(keyed.record(r.reply))
     if (writes.length === 0 && r.broadcasts.length === 0) {
       await s.gates.get(actor)
       this.runtime.commit(namespace, actor, r.callId)
@@ -419,6 +482,7 @@ export class ActorHost {
       machine.store.checkWrites(writes)
     } catch (e) {
       this.runtime.discard(namespace, actor)
+      s.records.delete(actor)
       throw e
     }
     const entry: NamespaceEntry = {
@@ -429,6 +493,7 @@ export class ActorHost {
       ...(r.broadcasts.length > 0 ? { events: r.broadcasts.map((data) => ({ actor, data })) } : {}),
     }
     const gate = this.propose(namespace, machine, entry)
+    keyed?.proposed(gate)
     s.gates.set(actor, gate)
     const forget = () => {
       if (s.gates.get(actor) === gate) s.gates.delete(actor)
@@ -488,4 +553,10 @@ export class ActorHost {
       }
     }
   }
+}
+
+function decodeRecords(raw: Uint8Array | undefined): IdempotencyRecord[] {
+  if (!raw) return []
+  const v = packr.unpack(raw) as unknown
+  return Array.isArray(v) ? (v as IdempotencyRecord[]) : []
 }

@@ -58,6 +58,16 @@ describe('actor calls across three node processes', () => {
     expect(again.body).toBe('5')
     expect(again.replayed).toBe(true)
     expect((await call(c, 'counters', 'c2', 'get')).body).toBe('5')
+    // Several keys on one actor, concurrently: each runs once, and each retry gets its own reply.
+    const keyed = await Promise.all(
+      ['k-2', 'k-3', 'k-4'].map((k, i) =>
+        call(cluster.nodes[i]!, 'counters', 'c2', 'increment', '1', { key: k }),
+      ),
+    )
+    expect(keyed.map((a) => a.body).sort()).toEqual(['6', '7', '8'])
+    const retried = await call(c, 'counters', 'c2', 'increment', '1', { key: 'k-3' })
+    expect([retried.body, retried.replayed]).toEqual([keyed[1]!.body, true])
+    expect((await call(a, 'counters', 'c2', 'get')).body).toBe('8')
 
     // Clear errors for bad calls.
     expect((await callOnce(a, 'nope', 'x', 'get')).code).toBe('ACTORMESH_NAMESPACE_NOT_FOUND')
