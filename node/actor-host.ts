@@ -165,12 +165,17 @@ export class ActorHost {
     this.runtime.close()
   }
 
-  /** A namespace replica is hosted here: load its module version and alarm index. */
+  /**
+   * A namespace replica is hosted here, or its state was replaced by a snapshot: (re)load its
+   * module version and alarm index, and drop resident actors loaded from the old state.
+   */
   async onHosted(name: string, machine: NamespaceStateMachine): Promise<void> {
     const s = this.ns(name)
+    if (s.term === 0) this.runtime.discardNamespace(name)
     const modules = await machine.store.modules()
     const last = modules[modules.length - 1]
     if (last) s.module = { version: last.version, hash: last.hash }
+    s.alarms.clear()
     for (const [actor, value] of await machine.store.actorsWithKey(alarmKey)) {
       s.alarms.set(actor, decodeAlarm(value))
     }

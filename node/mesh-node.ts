@@ -176,7 +176,10 @@ export async function startMeshNode(
       ...(config.replicaDeadTimeoutMs !== undefined
         ? { replicaDeadTimeoutMs: config.replicaDeadTimeoutMs }
         : {}),
-      namespaceHooks: { applied: (ns, entries) => actors.onApplied(ns, entries) },
+      namespaceHooks: {
+        applied: (ns, entries) => actors.onApplied(ns, entries),
+        installed: (ns, machine) => actors.onHosted(ns, machine),
+      },
       onHosted: (ns, machine) => actors.onHosted(ns, machine),
     },
   )

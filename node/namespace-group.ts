@@ -55,6 +55,8 @@ export interface AppliedEntry {
 export interface NamespaceHooks {
   /** `index` is each entry's log index: its commit position (broadcasts are ordered by it). */
   applied?(namespace: string, entries: AppliedEntry[]): void
+  /** The state was replaced by an installed snapshot: everything derived from it is stale. */
+  installed?(namespace: string, machine: NamespaceStateMachine): void | Promise<void>
 }
 
 interface ChainPoint {
@@ -238,6 +240,7 @@ export class NamespaceStateMachine implements StateMachine {
     await this.transfer.install(this.store, snapshot, options)
     await this.reload()
     this.snapshotCounts.installed++
+    await this.hooks.installed?.(this.name, this)
   }
 }
 

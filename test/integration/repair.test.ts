@@ -1,4 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest'
+import { exampleModule } from '../actors/examples.js'
+import { call, deploy } from './calls.js'
 import { type ClusterNode, getJson, type NamespaceView, ProcessCluster, waitFor } from './cluster.js'
 
 let cluster: ProcessCluster
@@ -14,9 +16,10 @@ async function chat(node: ClusterNode): Promise<NamespaceView | undefined> {
 }
 
 describe('replica repair across four node processes', () => {
-  it('replaces a replica whose node stays dead: learner on the spare node, promoted, dead one removed', async () => {
+  it('replaces a replica whose node stays dead: learner on the spare node, caught up from a snapshot, promoted, dead one removed', async () => {
     cluster = new ProcessCluster()
-    await cluster.start(4, ['--replica-dead-timeout-ms', '2000'])
+    // Logs compact every 20 entries keeping none, so the new replica can only catch up by snapshot.
+    await cluster.start(4, ['--replica-dead-timeout-ms', '2000', '--snapshot-every-entries', '20'])
     const first = cluster.nodes[0]!
     await waitFor(
       async () =>
@@ -45,6 +48,9 @@ describe('replica repair across four node processes', () => {
       () => 'chat to elect a leader',
     )
 
+    await deploy(first, 'chat', await exampleModule('counter'))
+    for (let i = 0; i < 60; i++) await call(cluster.nodes[i % 4]!, 'chat', 'room', 'increment')
+
     await cluster.kill(victim)
     const expected = [...created.voters.filter((p) => p !== victim.peer), spare.peer].sort()
     await waitFor(
@@ -63,5 +69,15 @@ describe('replica repair across four node processes', () => {
     )
     const spareView = await chat(spare)
     expect(expected).toContain(spareView!.leader)
+    // The spare's own replica holds the state written before it joined.
+    await waitFor(
+      async () => {
+        const r = await call(spare, 'chat', 'room', 'get', '', { consistency: 'stale' })
+        return r.servedBy === spare.peer && r.body === '60'
+      },
+      () => 'the spare to serve the count from its own replica',
+      60_000,
+    )
+    expect((await call(spare, 'chat', 'room', 'increment')).body).toBe('61')
   }, 180_000)
 })
