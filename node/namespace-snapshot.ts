@@ -120,6 +120,8 @@ interface Session {
   timer: NodeJS.Timeout
   /** Serialises the session's chunk reads (the iterator is sequential). */
   queue: Promise<unknown>
+  /** Set once the session is being ended: refused to pullers, counted until its copy is removed. */
+  ended: Promise<void> | undefined
 }
 
 /**
@@ -151,7 +153,7 @@ export class NamespaceSnapshots implements NamespaceSnapshotTransfer {
     this.retryDelayMsMax = options.retryDelayMsMax ?? 5_000
   }
 
-  /** Snapshots this node is serving now. */
+  /** Snapshots this node is serving now (a closed one counts until its temp copy is removed). */
   get openCount(): number {
     return this.sessions.size
   }
@@ -200,6 +202,7 @@ export class NamespaceSnapshots implements NamespaceSnapshotTransfer {
       last: undefined,
       timer: this.idleTimer(id),
       queue: Promise.resolve(),
+      ended: undefined,
     }
     this.sessions.set(id, session)
     this.log.debug({ ns, id, peer: from, index: snap.meta.index, bytes: snap.meta.bytes }, 'serving snapshot')
@@ -235,7 +238,7 @@ export class NamespaceSnapshots implements NamespaceSnapshotTransfer {
 
   private session(from: string, id: string): Session {
     const s = this.sessions.get(id)
-    if (!s || s.peer !== from)
+    if (!s || s.peer !== from || s.ended)
       throw new SnapshotSessionError(
         `No snapshot session '${id}' for ${from} here: never opened, closed, or idle for ${this.snapshotIdleMs} ms`,
       )
@@ -262,7 +265,7 @@ export class NamespaceSnapshots implements NamespaceSnapshotTransfer {
   private idleTimer(id: string): NodeJS.Timeout {
     const timer = setTimeout(() => {
       const s = this.sessions.get(id)
-      if (!s) return
+      if (!s || s.ended) return
       this.log.debug({ id, peer: s.peer }, 'dropping an idle snapshot session')
       void this.end(s)
     }, this.snapshotIdleMs)
@@ -270,16 +273,22 @@ export class NamespaceSnapshots implements NamespaceSnapshotTransfer {
     return timer
   }
 
-  private async end(s: Session): Promise<void> {
-    if (this.sessions.get(s.id) !== s) return
-    this.sessions.delete(s.id)
-    clearTimeout(s.timer)
-    await s.queue
-    try {
-      await s.iter.return?.()
-    } finally {
-      await s.snap.discard()
-    }
+  /** Ends a session once: waits for its read in progress, removes its copy, then forgets it. */
+  private end(s: Session): Promise<void> {
+    s.ended ??= (async () => {
+      clearTimeout(s.timer)
+      try {
+        await s.queue
+        await s.iter.return?.()
+      } finally {
+        try {
+          await s.snap.discard()
+        } finally {
+          this.sessions.delete(s.id)
+        }
+      }
+    })()
+    return s.ended
   }
 
   // ---- puller ------------------------------------------------------------------------------------

@@ -17,7 +17,16 @@ import { Rpc, type RpcError } from '../../node/rpc.js'
 import { type NamespaceStore, openNamespaceStore } from '../../storage/index.js'
 import { waitFor } from './wait.js'
 
-const log = pino({ level: 'silent' })
+/** Warnings of every peer, printed when a test fails. */
+const warnings: string[] = []
+const log = pino(
+  { level: 'warn' },
+  {
+    write: (line: string) => {
+      if (warnings.length < 200) warnings.push(line)
+    },
+  },
+)
 const SEED = Number(process.env.SEED ?? 777)
 const NS = 'room'
 
@@ -51,6 +60,9 @@ async function startPeer(seeds: string[] = [], options: NamespaceSnapshotOptions
   const id = host.peerId.toString()
   const snapshots = new NamespaceSnapshots(id, rpc, (ns) => stores.get(ns), log, {
     retryDelayMsMax: 200,
+    // A request lost with a link stream that was being replaced is retried after this, not 60 s.
+    openTimeoutMs: 5_000,
+    chunkTimeoutMs: 5_000,
     ...options,
   })
   rpc.handle('ns.snap.open', (from, payload, signal) => snapshots.open(from, payload, signal))
@@ -98,6 +110,7 @@ async function strayFiles(peer: Peer): Promise<string[]> {
 const codeOf = (e: unknown) => (e as RpcError).code
 
 afterEach(async () => {
+  warnings.length = 0
   for (const p of peers.splice(0)) {
     await p.snapshots.closeAll()
     p.rpc.close()
@@ -209,6 +222,7 @@ describe('namespace snapshot flow', () => {
   })
 
   it('falls back to another replica when the maker cannot serve, and stops when aborted', async () => {
+    onTestFailed(() => console.error(warnings.join('')))
     const a = await startPeer()
     const seed = [a.host.getMultiaddrs()[0]!.toString()]
     const b = await startPeer(seed)
@@ -229,7 +243,9 @@ describe('namespace snapshot flow', () => {
     setImmediate(() => ctrl.abort(reason))
     await expect(stuck).rejects.toBe(reason)
     expect(target.applied().index).toBe(0)
-    await b.snapshots.install(target, snapshot(c.id, [c.id, a.id, b.id]))
+    await b.snapshots.install(target, snapshot(c.id, [c.id, a.id, b.id]), {
+      signal: AbortSignal.timeout(30_000),
+    })
     expect(target.applied().index).toBe(12)
   })
 })

@@ -34,7 +34,7 @@ const log = pino({ level: 'info' }, sink)
 let root = ''
 const running = new Set<MeshNode>()
 
-async function start(dir: string, seeds: string[]): Promise<MeshNode> {
+async function start(dir: string, seeds: string[], replicaDeadTimeoutMs = 600_000): Promise<MeshNode> {
   const node = await startMeshNode(
     {
       dataDir: join(root, dir),
@@ -42,8 +42,7 @@ async function start(dir: string, seeds: string[]): Promise<MeshNode> {
       seeds,
       http: '127.0.0.1:0',
       snapshotEveryEntries: 50,
-      // Repair must not replace the stopped replica: this test brings it back itself.
-      replicaDeadTimeoutMs: 600_000,
+      replicaDeadTimeoutMs,
     },
     log.child({ node: dir }),
   )
@@ -77,11 +76,11 @@ function seededValue(i: number): Uint8Array {
 const peerOf = (n: MeshNode) => n.host.peerId.toString()
 const addrOf = (n: MeshNode) => n.host.getMultiaddrs()[0]!.toString()
 
-/** Proposes entries `from..to` (one chain: epoch e1, seq = i) on the leader, in order, 25 at a time. */
-async function write(leader: MeshNode, from: number, to: number): Promise<void> {
-  for (let lo = from; lo <= to; lo += 25) {
+/** Proposes entries `from..to` (one chain: epoch e1, seq = i) on the leader, in order, `batch` at a time. */
+async function write(leader: MeshNode, from: number, to: number, size = 25): Promise<void> {
+  for (let lo = from; lo <= to; lo += size) {
     const batch: Promise<number>[] = []
-    for (let i = lo; i <= Math.min(to, lo + 24); i++) {
+    for (let i = lo; i <= Math.min(to, lo + size - 1); i++) {
       const entry = {
         epoch: 'e1',
         seq: i,
@@ -115,8 +114,15 @@ async function raftSnapshotIndex(dataDir: string, group: string): Promise<number
 
 describe('namespace snapshots over libp2p', () => {
   it('a replica that was down catches up from a snapshot pulled from the leader, then keeps applying', async () => {
-    onTestFailed(() => console.error(`namespace snapshot test failed with SEED=${SEED}`))
+    onTestFailed(() => {
+      console.error(`namespace snapshot test failed with SEED=${SEED}`)
+      for (const r of records
+        .filter((r) => (r.level as number) >= 40 || r.component === 'snapshots')
+        .slice(-60))
+        console.error(JSON.stringify(r).slice(0, 400))
+    })
     root = await mkdtemp(join(tmpdir(), 'am-nssnap-'))
+    // Repair must not replace the stopped replica: this test brings it back itself.
     const a = await start('a', [])
     const b = await start('b', [addrOf(a)])
     const c = await start('c', [addrOf(a)])
@@ -140,7 +146,10 @@ describe('namespace snapshots over libp2p', () => {
     const behind = down.system.hosted(NS)!.store.applied().index
     await stop(down)
 
-    await write(leader, 1, 300)
+    // One entry per append: the leader's link keeps the appends it sends to the stopped node queued
+    // and delivers them when it is back, so only what lies beyond its window of 256 unacknowledged
+    // appends (maxInflightAppends) is never sent — and that is compacted away by then.
+    await write(leader, 1, 300, 1)
     const machine = leader.system.hosted(NS)!
     expect(machine.snapshotStats().made).toBeGreaterThanOrEqual(5)
     const leaderDir = join(root, ['a', 'b', 'c'][nodes.indexOf(leader)]!)
@@ -177,4 +186,61 @@ describe('namespace snapshots over libp2p', () => {
         `namespace snapshot install: ${r.bytes} bytes in ${r.ms} ms (${r.mbPerS} MB/s) from ${r.peer}`,
       )
   }, 180_000)
+
+  it('a replacement replica is added by repair and catches up from a snapshot', async () => {
+    onTestFailed(() => console.error(`namespace snapshot test failed with SEED=${SEED}`))
+    root = await mkdtemp(join(tmpdir(), 'am-nssnap-'))
+    const a = await start('a', [], 2_000)
+    const rest = []
+    for (const dir of ['b', 'c', 'd']) rest.push(await start(dir, [addrOf(a)], 2_000))
+    const nodes = [a, ...rest]
+    await waitFor(() => {
+      const st = a.system.status()
+      return st.voters.length + st.learners.length === 4 && a.membership.alive().length === 3
+    }, 'b, c and d to join _system')
+    const created = await a.system.createNamespace(NS, 3)
+    const replicas = nodes.filter((n) => created.voters.includes(peerOf(n)))
+    expect(replicas).toHaveLength(3)
+    await waitFor(
+      () =>
+        replicas.every((n) => n.system.hosted(NS) && n.driver.leader(NS) !== '') &&
+        new Set(replicas.map((n) => n.driver.leader(NS))).size === 1,
+      'the replicas to host the namespace with one leader',
+    )
+    const leader = replicas.find((n) => n.driver.leader(NS) === peerOf(n))!
+    await write(leader, 1, 300)
+    const machine = leader.system.hosted(NS)!
+    expect(machine.snapshotStats().made).toBeGreaterThanOrEqual(5)
+    // A replica that neither leads the namespace nor runs repair (a leads _system) goes down for good.
+    const dead = replicas.find((n) => n !== leader && n !== a)!
+    const spare = nodes.find((n) => !replicas.includes(n))!
+    await stop(dead)
+    await waitFor(
+      () => {
+        const m = spare.system.hosted(NS)
+        return (
+          m !== undefined &&
+          m.snapshotStats().installed > 0 &&
+          m.store.applied().index === machine.store.applied().index
+        )
+      },
+      'repair to add a learner on the spare node, caught up by snapshot',
+      90_000,
+    )
+    await expectKeys(spare, 300)
+    await waitFor(
+      () => {
+        const ns = a.system.listNamespaces().find((n) => n.name === NS)
+        return !!ns?.voters.includes(peerOf(spare)) && !ns.voters.includes(peerOf(dead))
+      },
+      'repair to promote the new replica and remove the dead one',
+      60_000,
+    )
+    await write(leader, 301, 310)
+    await waitFor(
+      () => spare.system.hosted(NS)!.store.applied().index === machine.store.applied().index,
+      'the new replica to apply entries after the install',
+    )
+    await expectKeys(spare, 310)
+  }, 240_000)
 })
