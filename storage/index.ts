@@ -10,6 +10,14 @@ export {
   StorageQuotaError,
 } from './errors.js'
 export {
+  inspectNamespaceFile,
+  type NamespaceFileInfo,
+  type NamespaceFileOptions,
+  type RebasePoint,
+  rebaseNamespaceFile,
+  swapNamespaceFile,
+} from './namespace-file.js'
+export {
   defaultNamespaceLimits,
   NAMESPACE_NAME,
   type NamespaceLimits,
