@@ -181,6 +181,21 @@ export class ActorHost {
     }
   }
 
+  /**
+   * A restore entry replaced the namespace's state (node/backup/rollback.ts): a stint led here was
+   * computed on the old state and ends (the next call starts a new one); the module in use, the
+   * alarm index and resident actors are reloaded from the restored state.
+   */
+  async onRestored(name: string, machine: NamespaceStateMachine): Promise<void> {
+    const s = this.ns(name)
+    s.term = 0
+    s.gates.clear()
+    s.module = { version: 0, hash: '' }
+    s.deployedVersion = 0
+    this.runtime.discardNamespace(name)
+    await this.onHosted(name, machine)
+  }
+
   /** Applied entries of a hosted namespace (every replica): alarm index, module, follower caches. */
   onApplied(name: string, entries: AppliedEntry[]): void {
     const s = this.ns(name)

@@ -8,6 +8,7 @@ import {
   StorageLimitError,
   StorageQuotaError,
 } from '../storage/index.js'
+import { applyRestore, isRestoreCommand, type RestoreCommand } from './backup/rollback.js'
 import { encodeSnapshotMarker, type NamespaceSnapshotTransfer } from './namespace-snapshot.js'
 
 const packr = new Packr({ useRecords: false })
@@ -34,6 +35,8 @@ export interface NamespaceEntry {
   writes: StateWrite[]
   events?: NamespaceEvent[]
   module?: ModuleRecord
+  /** Replace the whole state with a staged archived copy (node/backup/rollback.ts); not chained. */
+  restore?: RestoreCommand
 }
 
 export function encodeNamespaceEntry(entry: NamespaceEntry): Uint8Array {
@@ -57,6 +60,8 @@ export interface NamespaceHooks {
   applied?(namespace: string, entries: AppliedEntry[]): void
   /** The state was replaced by an installed snapshot: everything derived from it is stale. */
   installed?(namespace: string, machine: NamespaceStateMachine): void | Promise<void>
+  /** A restore entry at `index` replaced the state: everything derived from it, a stint too, is stale. */
+  restored?(namespace: string, machine: NamespaceStateMachine, index: number): void | Promise<void>
 }
 
 interface ChainPoint {
@@ -139,6 +144,8 @@ export class NamespaceStateMachine implements StateMachine {
     const decoded = entries
       .filter((e) => e.index > done)
       .map((e) => ({ index: e.index, entry: decode(e.data) }))
+    const restore = decoded.find((d) => d.entry?.restore !== undefined)
+    if (restore) return this.applyAroundRestore(entries, restore.index, restore.entry!.restore!, appliedIndex)
     const term = entries.length > 0 ? entries[entries.length - 1]!.term : this.store.applied().term
     const start = this.chain
     const accepted: Array<{ index: number; entry: NamespaceEntry }> = []
@@ -176,6 +183,27 @@ export class NamespaceStateMachine implements StateMachine {
       await this.store.apply({ index: appliedIndex, term, writes: [] })
     }
     if (accepted.length > 0) this.hooks.applied?.(this.name, accepted)
+  }
+
+  /**
+   * Applies `entries` around the restore entry at `index` (docs/backup.md, "Rollback"): the ones
+   * before it on the old state, then the staged copy in place of the state with a new chain (no
+   * stint computed on the old state continues on the restored one), then the rest on it.
+   */
+  private async applyAroundRestore(
+    entries: Entry[],
+    index: number,
+    command: RestoreCommand,
+    appliedIndex: number,
+  ): Promise<void> {
+    const at = entries.findIndex((e) => e.index === index)
+    await this.apply(entries.slice(0, at), this.name, index - 1)
+    this.chain = { epoch: `restore@${index}`, seq: 0, index }
+    const term = entries[at]!.term
+    await applyRestore(this.store, { index, term }, command, this.withChain([]), this.transfer)
+    await this.reload()
+    await this.hooks.restored?.(this.name, this, index)
+    await this.apply(entries.slice(at + 1), this.name, appliedIndex)
   }
 
   /** Moves the chain past `entry` if it continues it; records the outcome either way. */
@@ -256,7 +284,8 @@ function decode(data: Uint8Array): NamespaceEntry | undefined {
       typeof e?.epoch !== 'string' ||
       !Number.isInteger(e.seq) ||
       !Number.isInteger(e.base) ||
-      !Array.isArray(e.writes)
+      !Array.isArray(e.writes) ||
+      (e.restore !== undefined && !isRestoreCommand(e.restore))
     )
       return undefined
     return e

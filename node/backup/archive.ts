@@ -132,7 +132,7 @@ export class ArchiveWriter {
    */
   async addPart(
     part: ArchivePart,
-    chunks: AsyncIterable<Uint8Array>,
+    chunks: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
     options: { signal?: AbortSignal; onProgress?: (p: ArchiveProgress) => void } = {},
   ): Promise<void> {
     checkPart(this.path, part)

@@ -138,13 +138,14 @@ describe('snapshot archive format', () => {
 
   it('refuses member names that could escape the target directory', async () => {
     const bytes = seededBytes(SEED, 100)
-    for (const [name, namespace] of [
+    const names: Array<[string, string]> = [
       ['../../etc/passwd', 'alpha'],
       ['/etc/passwd', 'alpha'],
       ['ns/../../x.db', 'alpha'],
       ['ns/../raft.db', '../raft'],
       ['ns/alpha.db', 'Alpha'],
-    ]) {
+    ]
+    for (const [name, namespace] of names) {
       const path = join(dir, 'escape.amsnap')
       const part = { ...partOf('alpha', bytes), name, namespace }
       await writeRawArchive(path, [
