@@ -22,6 +22,8 @@ export interface GatewayDeps {
   payloadBytesMax: number
   /** Bytes of a module. */
   moduleBytesMax: number
+  /** More routes (the backup admin's), tried before the 404; true when one answered. */
+  extraRoutes?: (req: IncomingMessage, res: ServerResponse, url: URL) => Promise<boolean>
 }
 
 const ACTOR_ROUTE = /^\/v1\/namespaces\/([^/]+)\/actors\/([^/]+)\/([^/]+)$/
@@ -109,6 +111,7 @@ async function handle(req: IncomingMessage, res: ServerResponse, deps: GatewayDe
       send(201, await deps.createNamespace(body.name, rf))
       return
     }
+    if (deps.extraRoutes && (await deps.extraRoutes(req, res, url))) return
     if (req.method !== 'GET') return notAllowed(send, req, path)
     if (path === '/healthz') send(200, { ok: true, peer: deps.peer })
     else if (path === '/v1/status') send(200, deps.status())

@@ -14,7 +14,11 @@ import {
   type StateWrite,
   swapNamespaceFile,
 } from '../../storage/index.js'
+import { NAMESPACE_META_ACTOR } from '../namespace-group.js'
 import type { NamespaceSnapshotTransfer } from '../namespace-snapshot.js'
+
+/** The reserved key (of the namespace's own actor) holding the id of the last restore applied. */
+export const RESTORE_KEY = 'restore'
 
 /** How long a replica without the staged copy keeps trying to pull the restored state from a peer. */
 export const RESTORE_FALLBACK_TIMEOUT_MS = 10 * 60_000
@@ -64,7 +68,9 @@ export function isRestoreCommand(value: unknown): value is RestoreCommand {
  * crash before the swap leaves the staged copy, and applying again moves it to the same point. A
  * replica without the staged copy (down while it was staged, or added since) instead pulls the
  * namespace at `at.index` or later from a replica that staged it, as a snapshot install would —
- * inside its apply, so its other groups wait meanwhile (documented as a limit).
+ * inside its apply, so its other groups wait meanwhile (documented as a limit). A second entry with
+ * the id of the last restore applied (a retried proposal) changes nothing, on every replica alike:
+ * the id is stored in the restored state.
  */
 export async function applyRestore(
   store: NamespaceStore,
@@ -72,8 +78,10 @@ export async function applyRestore(
   command: RestoreCommand,
   chain: StateWrite[],
   transfer: NamespaceSnapshotTransfer | undefined,
-): Promise<'swapped' | 'pulled' | 'already'> {
+): Promise<'swapped' | 'pulled' | 'already' | 'duplicate'> {
   if (store.applied().index >= at.index) return 'already'
+  const last = await store.get(NAMESPACE_META_ACTOR, RESTORE_KEY)
+  if (last && Buffer.from(last).toString('utf8') === command.id) return 'duplicate'
   const staged = stagedPath(store, command.id)
   const present = await stat(staged).then(
     () => true,
@@ -81,7 +89,12 @@ export async function applyRestore(
   )
   if (present) {
     const point = { index: at.index, term: at.term, conf: store.applied().conf }
-    await rebaseNamespaceFile(staged, store.config.name, point, chain, {
+    const marker = {
+      actor: NAMESPACE_META_ACTOR,
+      key: RESTORE_KEY,
+      value: new Uint8Array(Buffer.from(command.id)),
+    }
+    await rebaseNamespaceFile(staged, store.config.name, point, [...chain, marker], {
       ...(store.config.encryptionKey !== undefined ? { encryptionKey: store.config.encryptionKey } : {}),
     })
     await swapNamespaceFile(store, staged, at)

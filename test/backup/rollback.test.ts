@@ -116,6 +116,26 @@ describe('restore entries', () => {
     expect(live.applied().index).toBe(2)
   })
 
+  it('a second restore entry with the same id (a retried proposal) changes nothing', async () => {
+    const archived = await open('archive')
+    await (await NamespaceStateMachine.open('ledger', archived)).apply(
+      [call(1, 'e0', 1, 0, 'k', 'archived')],
+      'ledger',
+      1,
+    )
+    const live = await open('live')
+    const sm = await NamespaceStateMachine.open('ledger', live)
+    const command = await stage(archived, live, '1111111111111111')
+    await sm.apply(
+      [restoreEntry(1, command), call(2, 'e2', 1, 1, 'k', 'new'), restoreEntry(3, command)],
+      'ledger',
+      3,
+    )
+    expect(text(await live.get('a', 'k'))).toBe('new')
+    await sm.apply([call(4, 'e2', 2, 1, 'k', 'chain goes on')], 'ledger', 4)
+    expect(text(await live.get('a', 'k'))).toBe('chain goes on')
+  })
+
   it('without the staged copy, pulls the restored state from a replica that staged it', async () => {
     const live = await open('live')
     const peer = await open('peer')
