@@ -10,8 +10,9 @@
  *   ns.snap.chunk { id, n }        → { data }       chunk n, in order; the last one may be asked again
  *   ns.snap.close { id }           → { ok }         the source removes its copy
  *
- * The puller keeps at most two chunk requests in flight; the source bounds the snapshots it keeps
- * open and drops one left idle.
+ * The puller has one chunk request in flight, asked while the previous chunk is being written,
+ * and asks again when one is lost; the source bounds the snapshots it keeps open and drops one
+ * left idle.
  */
 import { randomBytes } from 'node:crypto'
 import { Packr } from 'msgpackr'
@@ -33,6 +34,9 @@ const packr = new Packr({ useRecords: false })
  * (1 MiB by default, `SNAPSHOT_CHUNK_BYTES_DEFAULT`) stays far below it with its RPC envelope.
  */
 export const SNAPSHOT_WIRE_CHUNK_BYTES_MAX = 4 << 20
+
+/** Times the puller asks for one chunk when the request or its answer is lost (timeout, no link). */
+export const SNAPSHOT_CHUNK_ATTEMPTS_MAX = 3
 
 /** What a namespace's Raft snapshot carries: where the maker's database stood, and who made it. */
 export interface SnapshotMarker {
@@ -149,7 +153,7 @@ export class NamespaceSnapshots implements NamespaceSnapshotTransfer {
     this.openSnapshotsMax = options.openSnapshotsMax ?? 4
     this.snapshotIdleMs = options.snapshotIdleMs ?? 30_000
     this.openTimeoutMs = options.openTimeoutMs ?? 60_000
-    this.chunkTimeoutMs = options.chunkTimeoutMs ?? 30_000
+    this.chunkTimeoutMs = options.chunkTimeoutMs ?? 10_000
     this.retryDelayMsMax = options.retryDelayMsMax ?? 5_000
   }
 
@@ -377,9 +381,10 @@ export interface SnapshotPull {
 }
 
 /**
- * Opens a snapshot of `namespace` at `minIndex` or later on `peer` and pulls its chunks in order,
- * keeping at most two chunk requests in flight (the next one is asked while the current one is
- * written). The bytes are not checked here: `installNamespaceSnapshot` verifies size and SHA-256.
+ * Opens a snapshot of `namespace` at `minIndex` or later on `peer` and pulls its chunks in order:
+ * one request in flight, the next asked as soon as a chunk arrives, so the network overlaps the
+ * consumer's write of the chunk before. The bytes are not checked here: `installNamespaceSnapshot`
+ * verifies size and SHA-256.
  */
 export async function fetchNamespaceSnapshot(
   rpc: Pick<Rpc, 'request'>,
@@ -416,11 +421,26 @@ export async function fetchNamespaceSnapshot(
     )
   }
   const bytes = meta.bytes
-  const timeoutMs = options.chunkTimeoutMs ?? 30_000
-  const ask = (n: number) =>
-    rpc
-      .request(peer, 'ns.snap.chunk', { id, n }, { timeoutMs, ...(signal ? { signal } : {}) })
-      .then((answer) => chunkOf(answer, peer, namespace))
+  const timeoutMs = options.chunkTimeoutMs ?? 10_000
+  // Only one request is ever in flight, so asking again is safe: the source serves chunk n whether
+  // the request or its answer was lost (it keeps the last chunk for that).
+  const ask = async (n: number): Promise<Uint8Array> => {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const answer = await rpc.request(
+          peer,
+          'ns.snap.chunk',
+          { id, n },
+          { timeoutMs, ...(signal ? { signal } : {}) },
+        )
+        return chunkOf(answer, peer, namespace)
+      } catch (e) {
+        const code = (e as { code?: unknown }).code
+        const lost = code === 'ACTORMESH_RPC_TIMEOUT' || code === 'ACTORMESH_PEER_UNREACHABLE'
+        if (!lost || attempt >= SNAPSHOT_CHUNK_ATTEMPTS_MAX || signal?.aborted) throw e
+      }
+    }
+  }
   async function* chunks(): AsyncGenerator<Uint8Array> {
     let received = 0
     let n = 0

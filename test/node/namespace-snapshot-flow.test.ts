@@ -13,8 +13,8 @@ import {
 import { createHost, type Host } from '../../node/p2p/host.js'
 import { PeerLinks } from '../../node/p2p/links.js'
 import { Channel } from '../../node/raft-transport.js'
-import { Rpc, type RpcError } from '../../node/rpc.js'
-import { type NamespaceStore, openNamespaceStore } from '../../storage/index.js'
+import { Rpc, RpcError } from '../../node/rpc.js'
+import { installNamespaceSnapshot, type NamespaceStore, openNamespaceStore } from '../../storage/index.js'
 import { waitFor } from './wait.js'
 
 /** Warnings of every peer, printed when a test fails. */
@@ -247,5 +247,34 @@ describe('namespace snapshot flow', () => {
       signal: AbortSignal.timeout(30_000),
     })
     expect(target.applied().index).toBe(12)
+  })
+
+  it('asks a chunk again when its request or its answer was lost', async () => {
+    const a = await startPeer()
+    await hostNamespace(a, 20)
+    const target = await openNamespaceStore({ dataDir: join(a.dir, 'copy'), name: NS })
+    a.stores.set('copy-target', target) // closed by afterEach
+    const lost = new RpcError('ACTORMESH_RPC_TIMEOUT', 'No answer (simulated)')
+    const asked: string[] = []
+    // A transport that loses chunk 1's answer (the source did serve it) and chunk 2's request.
+    const rpc = {
+      async request(_peer: string, method: string, payload: unknown): Promise<unknown> {
+        const n = (payload as { n?: number }).n
+        if (method === 'ns.snap.open') return a.snapshots.open('puller', payload)
+        if (method === 'ns.snap.close') return a.snapshots.close('puller', payload)
+        asked.push(`${n}`)
+        const times = asked.filter((x) => x === `${n}`).length
+        if (n === 2 && times === 1) throw lost
+        const answer = await a.snapshots.chunk('puller', payload)
+        if (n === 1 && times === 1) throw lost
+        return answer
+      },
+    }
+    const pull = await fetchNamespaceSnapshot(rpc, a.id, NS, 1)
+    expect(pull.meta.bytes).toBeGreaterThan(3 * 16 * 1024)
+    expect(await installNamespaceSnapshot(target, pull.meta, pull.chunks)).toBe(true)
+    expect(target.applied().index).toBe(20)
+    expect(asked.slice(0, 5)).toEqual(['0', '1', '1', '2', '2'])
+    await waitFor(() => a.snapshots.openCount === 0, 'the session to be closed')
   })
 })

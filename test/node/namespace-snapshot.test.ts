@@ -73,6 +73,29 @@ function seededValue(i: number): Uint8Array {
   return v
 }
 
+/** On failure: the seed, each running node's view of the namespace, and the last warnings logged. */
+function report(): void {
+  for (const n of running) {
+    const m = n.system.hosted(NS)
+    const view = m
+      ? { leader: n.driver.leader(NS), applied: m.store.applied().index, snapshots: m.snapshotStats() }
+      : 'not hosted'
+    console.error(`${peerOf(n)}: ${JSON.stringify(view)}`)
+  }
+  for (const r of records.filter((r) => (r.level as number) >= 40 || r.component === 'snapshots').slice(-60))
+    console.error(JSON.stringify(r).slice(0, 400))
+}
+
+/** `waitFor` with a generous default (the machine is shared), reporting the nodes' state when it fails. */
+async function until(cond: () => boolean, what: string, timeoutMs = 60_000): Promise<void> {
+  try {
+    await waitFor(cond, what, timeoutMs)
+  } catch (e) {
+    report()
+    throw e
+  }
+}
+
 const peerOf = (n: MeshNode) => n.host.peerId.toString()
 const addrOf = (n: MeshNode) => n.host.getMultiaddrs()[0]!.toString()
 
@@ -114,25 +137,19 @@ async function raftSnapshotIndex(dataDir: string, group: string): Promise<number
 
 describe('namespace snapshots over libp2p', () => {
   it('a replica that was down catches up from a snapshot pulled from the leader, then keeps applying', async () => {
-    onTestFailed(() => {
-      console.error(`namespace snapshot test failed with SEED=${SEED}`)
-      for (const r of records
-        .filter((r) => (r.level as number) >= 40 || r.component === 'snapshots')
-        .slice(-60))
-        console.error(JSON.stringify(r).slice(0, 400))
-    })
+    onTestFailed(() => console.error(`namespace snapshot test failed with SEED=${SEED}`))
     root = await mkdtemp(join(tmpdir(), 'am-nssnap-'))
     // Repair must not replace the stopped replica: this test brings it back itself.
     const a = await start('a', [])
     const b = await start('b', [addrOf(a)])
     const c = await start('c', [addrOf(a)])
     const nodes = [a, b, c]
-    await waitFor(() => {
+    await until(() => {
       const st = a.system.status()
       return st.voters.length + st.learners.length === 3 && a.membership.alive().length === 2
     }, 'b and c to join _system')
     await a.system.createNamespace(NS, 3)
-    await waitFor(
+    await until(
       () =>
         nodes.every((n) => n.system.hosted(NS) && n.driver.leader(NS) !== '') &&
         new Set(nodes.map((n) => n.driver.leader(NS))).size === 1,
@@ -160,7 +177,7 @@ describe('namespace snapshots over libp2p', () => {
     const back = await start(downDir.split('/').pop()!, [seed])
     expect(peerOf(back)).toBe(peerOf(down))
     const target = () => machine.store.applied().index
-    await waitFor(
+    await until(
       () => {
         const m = back.system.hosted(NS)
         return m !== undefined && m.snapshotStats().installed > 0 && m.store.applied().index === target()
@@ -173,7 +190,7 @@ describe('namespace snapshots over libp2p', () => {
 
     // The chain point came with the database: the next entries continue it and apply.
     await write(leader, 301, 320)
-    await waitFor(
+    await until(
       () => replica.store.applied().index === target(),
       'the restarted replica to apply entries after the install',
     )
@@ -194,14 +211,14 @@ describe('namespace snapshots over libp2p', () => {
     const rest = []
     for (const dir of ['b', 'c', 'd']) rest.push(await start(dir, [addrOf(a)], 2_000))
     const nodes = [a, ...rest]
-    await waitFor(() => {
+    await until(() => {
       const st = a.system.status()
       return st.voters.length + st.learners.length === 4 && a.membership.alive().length === 3
     }, 'b, c and d to join _system')
     const created = await a.system.createNamespace(NS, 3)
     const replicas = nodes.filter((n) => created.voters.includes(peerOf(n)))
     expect(replicas).toHaveLength(3)
-    await waitFor(
+    await until(
       () =>
         replicas.every((n) => n.system.hosted(NS) && n.driver.leader(NS) !== '') &&
         new Set(replicas.map((n) => n.driver.leader(NS))).size === 1,
@@ -215,7 +232,7 @@ describe('namespace snapshots over libp2p', () => {
     const dead = replicas.find((n) => n !== leader && n !== a)!
     const spare = nodes.find((n) => !replicas.includes(n))!
     await stop(dead)
-    await waitFor(
+    await until(
       () => {
         const m = spare.system.hosted(NS)
         return (
@@ -228,7 +245,7 @@ describe('namespace snapshots over libp2p', () => {
       90_000,
     )
     await expectKeys(spare, 300)
-    await waitFor(
+    await until(
       () => {
         const ns = a.system.listNamespaces().find((n) => n.name === NS)
         return !!ns?.voters.includes(peerOf(spare)) && !ns.voters.includes(peerOf(dead))
@@ -237,7 +254,7 @@ describe('namespace snapshots over libp2p', () => {
       60_000,
     )
     await write(leader, 301, 310)
-    await waitFor(
+    await until(
       () => spare.system.hosted(NS)!.store.applied().index === machine.store.applied().index,
       'the new replica to apply entries after the install',
     )
