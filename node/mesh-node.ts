@@ -6,6 +6,7 @@ import type { Logger } from 'pino'
 import { createMultiRaft, type MultiRaft, NONE, type Status } from '../consensus/index.js'
 import { openRaftLogStore } from '../storage/index.js'
 import { ActorHost, type ActorHostOptions } from './actor-host.js'
+import { BackupAdmin } from './backup/routes.js'
 import { SYSTEM_GROUP } from './catalog.js'
 import { createGateway, listen } from './gateway.js'
 import { Membership, type MembershipOptions } from './membership.js'
@@ -177,6 +178,7 @@ export async function startMeshNode(
         ? { replicaDeadTimeoutMs: config.replicaDeadTimeoutMs }
         : {}),
       namespaceHooks: {
+        restored: (ns, machine) => actors.onRestored(ns, machine),
         applied: (ns, entries) => actors.onApplied(ns, entries),
         installed: (ns, machine) => actors.onHosted(ns, machine),
       },
@@ -195,6 +197,16 @@ export async function startMeshNode(
     (peers) => rtt.nearest(peers, self),
     log.child({ component: 'router' }),
   )
+  const backup = new BackupAdmin({
+    self,
+    dataDir: config.dataDir,
+    driver,
+    system: sys,
+    rpc,
+    membership,
+    leaderOf: (ns) => router?.leaderOf(ns) ?? '',
+    log: log.child({ component: 'backup' }),
+  })
   const seeds = new SeedDialer(host, config.seeds, log.child({ component: 'seeds' }))
   const server = createGateway({
     peer: self,
@@ -221,6 +233,7 @@ export async function startMeshNode(
     router,
     payloadBytesMax: actors.runtime.limits.payloadBytesMax,
     moduleBytesMax: config.actors?.moduleBytesMax ?? 8 << 20,
+    extraRoutes: (req, res, url) => backup.route(req, res, url),
   })
   try {
     gateway = await listen(server, config.http)
@@ -283,6 +296,7 @@ export async function startMeshNode(
       membership.stop()
       rpc.close()
       await driver.close()
+      await backup.close()
       await sys.closeNamespaces()
       await logStore.close()
       await links.close()

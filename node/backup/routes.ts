@@ -126,7 +126,7 @@ export class BackupAdmin {
           throw new TypeError(
             `Bad minIndex '${url.searchParams.get('minIndex')}': a whole number is expected`,
           )
-        await this.serveCopy(req, res, ns, minIndex)
+        await this.serveCopy(res, ns, minIndex)
       } else if (RESTORE_ROUTE.test(path) && req.method === 'PUT') {
         const ns = decodeURIComponent(RESTORE_ROUTE.exec(path)![1]!)
         sendJson(res, 200, await this.rollback(req, ns))
@@ -229,12 +229,7 @@ export class BackupAdmin {
 
   // ---- serving a copy ----------------------------------------------------------------------------
 
-  private async serveCopy(
-    req: IncomingMessage,
-    res: ServerResponse,
-    ns: string,
-    minIndex: number,
-  ): Promise<void> {
+  private async serveCopy(res: ServerResponse, ns: string, minIndex: number): Promise<void> {
     if (!this.deps.system.catalog.namespaces.has(ns)) throw new NamespaceNotFoundError(ns)
     const abort = new AbortController()
     const onClose = () => abort.abort(new Error('the client went away'))
