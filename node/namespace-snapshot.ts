@@ -173,7 +173,7 @@ export class NamespaceSnapshots implements NamespaceSnapshotTransfer {
     signal?.throwIfAborted()
     const { ns, minIndex } = (payload ?? {}) as { ns?: unknown; minIndex?: unknown }
     if (typeof ns !== 'string' || !Number.isInteger(minIndex) || (minIndex as number) < 0)
-      throw new TypeError(`Cannot open a snapshot: malformed request ${JSON.stringify(payload)}`)
+      throw new TypeError(`Cannot open a snapshot: malformed request ${shown(payload)}`)
     const store = this.stores(ns)
     if (!store) throw new SnapshotSourceError(`Cannot serve a snapshot of namespace '${ns}': not hosted here`)
     const applied = store.applied().index
@@ -217,7 +217,7 @@ export class NamespaceSnapshots implements NamespaceSnapshotTransfer {
   async chunk(from: string, payload: unknown): Promise<{ data: Uint8Array }> {
     const { id, n } = (payload ?? {}) as { id?: unknown; n?: unknown }
     if (typeof id !== 'string' || !Number.isInteger(n) || (n as number) < 0)
-      throw new TypeError(`Cannot read a snapshot chunk: malformed request ${JSON.stringify(payload)}`)
+      throw new TypeError(`Cannot read a snapshot chunk: malformed request ${shown(payload)}`)
     const s = this.session(from, id)
     clearTimeout(s.timer)
     s.timer = this.idleTimer(id)
@@ -491,6 +491,12 @@ function validMeta(meta: unknown, namespace: string, minIndex: number): meta is 
     typeof m.conf === 'object' &&
     m.conf !== null
   )
+}
+
+/** A request as quoted in an error message (bounded: it came from a peer). */
+function shown(payload: unknown): string {
+  const text = JSON.stringify(payload) ?? String(payload)
+  return text.length > 200 ? `${text.slice(0, 200)}…` : text
 }
 
 /** Waits `ms`, or rejects with the signal's reason when it aborts first. */
