@@ -25,6 +25,7 @@ import {
   type NamespaceSnapshotMeta,
   type NamespaceStore,
 } from '../storage/index.js'
+import { NodeError } from './errors.js'
 import type { Rpc } from './rpc.js'
 
 const packr = new Packr({ useRecords: false })
@@ -64,24 +65,27 @@ export function decodeSnapshotMarker(data: Uint8Array): SnapshotMarker | undefin
 }
 
 /** A peer cannot serve the snapshot asked for: it does not host the namespace, or is behind. */
-export class SnapshotSourceError extends Error {
+export class SnapshotSourceError extends NodeError {
   override name = 'SnapshotSourceError'
-  readonly code = 'ACTORMESH_SNAPSHOT_SOURCE'
-  readonly retryable = true
+  constructor(message: string) {
+    super('ACTORMESH_SNAPSHOT_SOURCE', message, true)
+  }
 }
 
 /** No such snapshot session on the source (never opened, closed, expired, another peer's), or a chunk out of order. */
-export class SnapshotSessionError extends Error {
+export class SnapshotSessionError extends NodeError {
   override name = 'SnapshotSessionError'
-  readonly code = 'ACTORMESH_SNAPSHOT_SESSION'
-  readonly retryable = true
+  constructor(message: string) {
+    super('ACTORMESH_SNAPSHOT_SESSION', message, true)
+  }
 }
 
 /** The source already keeps `openSnapshotsMax` snapshots open. */
-export class SnapshotBusyError extends Error {
+export class SnapshotBusyError extends NodeError {
   override name = 'SnapshotBusyError'
-  readonly code = 'ACTORMESH_RPC_BUSY'
-  readonly retryable = true
+  constructor(message: string) {
+    super('ACTORMESH_RPC_BUSY', message, true)
+  }
 }
 
 /** Limits of the snapshot flow; each has a default. */
