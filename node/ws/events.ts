@@ -83,7 +83,7 @@ export interface EventLogLimits {
 
 export const EVENT_LOG_DEFAULTS: EventLogLimits = {
   actorEventsMax: 1_024,
-  actorBytesMax: 1 << 20,
+  actorBytesMax: 4 << 20,
   actorsMax: 10_000,
   bytesMax: 64 << 20,
 }
