@@ -19,6 +19,7 @@ import { Channel, LinkRaftTransport } from './raft-transport.js'
 import { CallRouter } from './router.js'
 import { Rpc } from './rpc.js'
 import { SystemService } from './system.js'
+import { createWsService, type WsOptions } from './ws/index.js'
 
 /** Everything `actormesh start` needs; every field has an embedded default in the CLI. */
 export interface MeshNodeConfig {
@@ -36,6 +37,8 @@ export interface MeshNodeConfig {
   /** Applied entries after which a group compacts its log into a snapshot (driver default when unset). */
   snapshotEveryEntries?: number
   actors?: ActorHostOptions
+  /** WebSocket fan-out limits (connections, send queue, message size, ping, event buffers). */
+  ws?: WsOptions
 }
 
 /** How long `drain` waits for leaderships to move by default, in milliseconds. */
@@ -158,6 +161,22 @@ export async function startMeshNode(
   watch = new PeerWatch(host, driver, log.child({ component: 'peer-watch' }))
   const peerWatch = watch
   let system: SystemService | undefined
+  let router: CallRouter | undefined
+  const ws = createWsService(
+    {
+      self,
+      rpc,
+      leaderOf: (ns) => router?.leaderOf(ns) ?? '',
+      voters: (ns) => system?.catalog.namespaces.get(ns)?.voters,
+      alive: (peer) => membership.get(peer)?.state === 'alive',
+      call: (req) => router!.call(req),
+      log: log.child({ component: 'ws' }),
+    },
+    config.ws,
+  )
+  membership.onChange(({ member }) => {
+    if (member.state === 'dead') ws.peerGone(member.peer)
+  })
   const actors = new ActorHost(
     self,
     driver,
@@ -179,15 +198,24 @@ export async function startMeshNode(
         : {}),
       namespaceHooks: {
         restored: (ns, machine) => actors.onRestored(ns, machine),
-        applied: (ns, entries) => actors.onApplied(ns, entries),
-        installed: (ns, machine) => actors.onHosted(ns, machine),
+        applied: (ns, entries) => {
+          actors.onApplied(ns, entries)
+          ws.onApplied(ns, entries)
+        },
+        installed: (ns, machine) => {
+          ws.onInstalled(ns, machine)
+          return actors.onHosted(ns, machine)
+        },
       },
-      onHosted: (ns, machine) => actors.onHosted(ns, machine),
+      onHosted: (ns, machine) => {
+        ws.onHosted(ns, machine) // first and synchronously: before the group applies anything
+        return actors.onHosted(ns, machine)
+      },
     },
   )
   const sys = system
   const rtt = new RttTable(host, log.child({ component: 'rtt' }))
-  const router = new CallRouter(
+  router = new CallRouter(
     self,
     actors,
     driver,
@@ -211,7 +239,7 @@ export async function startMeshNode(
   const server = createGateway({
     peer: self,
     addrs: () => host.getMultiaddrs().map(String),
-    status: () => ({ peer: self, system: sys.status(), rttMs: rtt.snapshot() }),
+    status: () => ({ peer: self, system: sys.status(), rttMs: rtt.snapshot(), ws: ws.stats() }),
     members: () => ({
       self: { peer: self, addrs: host.getMultiaddrs().map(String) },
       members: membership.list().map((m) => ({
@@ -235,6 +263,7 @@ export async function startMeshNode(
     moduleBytesMax: config.actors?.moduleBytesMax ?? 8 << 20,
     extraRoutes: (req, res, url) => backup.route(req, res, url),
   })
+  server.on('upgrade', (req, socket, head) => ws.handleUpgrade(req, socket, head))
   try {
     gateway = await listen(server, config.http)
   } catch (e) {
@@ -257,6 +286,7 @@ export async function startMeshNode(
   const drain = async (drainOptions?: DrainOptions): Promise<DrainResult> => {
     drainOptions?.signal?.throwIfAborted()
     sys.stop()
+    ws.closeAll()
     void closeGateway()
     // The ticker keeps running: a transfer needs ticks to finish (or to time out and be asked again).
     const result = await moveLeaderships(
@@ -290,6 +320,7 @@ export async function startMeshNode(
       sys.stop()
       peerWatch.stop()
       actors.stop()
+      ws.stop()
       await rtt.stop()
       clearInterval(ticker)
       seeds.stop()

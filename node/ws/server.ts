@@ -414,9 +414,17 @@ class Connection implements FeedClient {
   }
 }
 
+/** Control characters JSON must escape as six bytes each (tab, newline and return are fine). */
+const CONTROL = /[\u0000-\u0008\u000b\u000c\u000e-\u001f]/
+
+/**
+ * The bytes as text when they are UTF-8 without control characters; otherwise undefined, and they
+ * travel as base64 (binary data that happens to decode, such as zeros, would grow sixfold as JSON).
+ */
 function utf8(bytes: Uint8Array): string | undefined {
   try {
-    return strictUtf8.decode(bytes)
+    const text = strictUtf8.decode(bytes)
+    return CONTROL.test(text) ? undefined : text
   } catch {
     return undefined
   }

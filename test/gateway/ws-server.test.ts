@@ -179,14 +179,17 @@ describe('WebSocket server', () => {
     })
     node.broadcast('room', new TextEncoder().encode('second'))
     node.broadcast('room', new Uint8Array([0xff, 0xfe]))
+    node.broadcast('room', new Uint8Array([0, 0, 0]))
     await waitFor(
-      () => c.events().length === 3,
-      () => 'three events',
+      () => c.events().length === 4,
+      () => 'four events',
     )
     expect(c.events()).toEqual([
       { event: 'hello', pos: '1.0' },
       { event: 'second', pos: '2.0' },
       { event: '//4=', encoding: 'base64', pos: '3.0' },
+      // Valid UTF-8, but control characters: base64 rather than sixfold JSON escapes.
+      { event: 'AAAA', encoding: 'base64', pos: '4.0' },
     ])
     expect(other.events()).toEqual([])
   })
