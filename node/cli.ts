@@ -7,6 +7,7 @@ import { parseArgs } from 'node:util'
 import pino from 'pino'
 import { runRestoreCommand } from './backup/restore-command.js'
 import { runSnapshotCommand } from './backup/snapshot-command.js'
+import { chaosAddressProblem } from './chaos.js'
 import { startMeshNode } from './mesh-node.js'
 import { checkStatusDocs, formatStatus } from './status-command.js'
 
@@ -27,6 +28,7 @@ start flags (environment variable in brackets; flags win):
   --log-level LEVEL     pino level                     [ACTORMESH_LOG_LEVEL] (info)
   --replica-dead-timeout-ms MS  replace a namespace replica dead this long [ACTORMESH_REPLICA_DEAD_TIMEOUT_MS] (10000)
   --snapshot-every-entries N    compact a group's log after N applied entries [ACTORMESH_SNAPSHOT_EVERY_ENTRIES] (10000)
+  --chaos               accept network faults over HTTP (PUT /v1/chaos/faults; docs/chaos.md); loopback addresses only
 
 status flags:
   --http HOST:PORT      the node's HTTP gateway        [ACTORMESH_HTTP]   (127.0.0.1:8080)
@@ -75,6 +77,7 @@ async function start(argv: string[]): Promise<void> {
       'log-level': { type: 'string' },
       'replica-dead-timeout-ms': { type: 'string' },
       'snapshot-every-entries': { type: 'string' },
+      chaos: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -104,14 +107,20 @@ async function start(argv: string[]): Promise<void> {
   ) {
     throw new UsageError(`Invalid --snapshot-every-entries '${snapText}': expected a positive whole number`)
   }
+  const listen =
+    values.listen ??
+    (list(env.ACTORMESH_LISTEN).length ? list(env.ACTORMESH_LISTEN) : ['/ip4/127.0.0.1/tcp/7070'])
+  const http = values.http ?? env.ACTORMESH_HTTP ?? '127.0.0.1:8080'
+  const chaosProblem = values.chaos ? chaosAddressProblem(listen, http) : undefined
+  if (chaosProblem)
+    throw new UsageError(`Refusing --chaos: ${chaosProblem} (fault injection is for loopback test clusters)`)
   const node = await startMeshNode(
     {
       dataDir: resolve(values.data ?? env.ACTORMESH_DATA ?? 'data'),
-      listen:
-        values.listen ??
-        (list(env.ACTORMESH_LISTEN).length ? list(env.ACTORMESH_LISTEN) : ['/ip4/127.0.0.1/tcp/7070']),
+      listen,
       seeds: values.seed ?? list(env.ACTORMESH_SEEDS),
-      http: values.http ?? env.ACTORMESH_HTTP ?? '127.0.0.1:8080',
+      http,
+      ...(values.chaos ? { chaos: true } : {}),
       ...(clusterKeyFile ? { clusterKeyFile } : {}),
       ...(replicaDeadTimeoutMs !== undefined ? { replicaDeadTimeoutMs } : {}),
       ...(snapshotEveryEntries !== undefined ? { snapshotEveryEntries } : {}),

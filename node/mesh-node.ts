@@ -6,6 +6,7 @@ import type { Logger } from 'pino'
 import { createMultiRaft, type MultiRaft, NONE, type Status } from '../consensus/index.js'
 import { openRaftLogStore } from '../storage/index.js'
 import { ActorHost, type ActorHostOptions } from './actor-host.js'
+import { ChaosFaults, chaosAddressProblem, chaosRoutes } from './chaos.js'
 import { BackupAdmin } from './backup/routes.js'
 import { SYSTEM_GROUP } from './catalog.js'
 import { createGateway, listen } from './gateway.js'
@@ -37,6 +38,8 @@ export interface MeshNodeConfig {
   /** Applied entries after which a group compacts its log into a snapshot (driver default when unset). */
   snapshotEveryEntries?: number
   actors?: ActorHostOptions
+  /** Chaos tests: accept a fault table over HTTP (node/chaos.ts); every address must be loopback. */
+  chaos?: boolean
   /** WebSocket fan-out limits (connections, send queue, message size, ping, event buffers). */
   ws?: WsOptions
 }
@@ -96,6 +99,9 @@ export async function startMeshNode(
   options?: { signal?: AbortSignal },
 ): Promise<MeshNode> {
   options?.signal?.throwIfAborted()
+  const chaosProblem = config.chaos ? chaosAddressProblem(config.listen, config.http) : undefined
+  if (chaosProblem) throw new RangeError(`Cannot start with chaos faults: ${chaosProblem}`)
+  const chaos = config.chaos ? new ChaosFaults(log.child({ component: 'chaos' })) : undefined
   await mkdir(config.dataDir, { recursive: true })
   const host = await createHost(
     {
@@ -103,9 +109,11 @@ export async function startMeshNode(
       listen: config.listen,
       seeds: config.seeds,
       ...(config.clusterKeyFile ? { clusterKeyFile: config.clusterKeyFile } : {}),
+      ...(chaos ? { connectionGater: chaos.gater } : {}),
     },
     options,
   )
+  chaos?.attach(host)
   let gateway = ''
   let watch: PeerWatch | undefined
   let transport: LinkRaftTransport | undefined
@@ -123,6 +131,7 @@ export async function startMeshNode(
         rpc?.peerDown(peer)
         watch?.linkDown(peer)
       },
+      faults: chaos,
     },
   )
   await links.start()
@@ -236,6 +245,7 @@ export async function startMeshNode(
     log: log.child({ component: 'backup' }),
   })
   const seeds = new SeedDialer(host, config.seeds, log.child({ component: 'seeds' }))
+  const chaosRoute = chaos ? chaosRoutes(chaos, driver) : undefined
   const server = createGateway({
     peer: self,
     addrs: () => host.getMultiaddrs().map(String),
@@ -261,7 +271,8 @@ export async function startMeshNode(
     router,
     payloadBytesMax: actors.runtime.limits.payloadBytesMax,
     moduleBytesMax: config.actors?.moduleBytesMax ?? 8 << 20,
-    extraRoutes: (req, res, url) => backup.route(req, res, url),
+    extraRoutes: async (req, res, url) =>
+      (await backup.route(req, res, url)) || (chaosRoute !== undefined && (await chaosRoute(req, res, url))),
   })
   server.on('upgrade', (req, socket, head) => ws.handleUpgrade(req, socket, head))
   try {

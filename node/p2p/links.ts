@@ -19,6 +19,14 @@ export interface LinkOptions {
   abuseReportsMax?: number
   /** Told when the stream to a peer closes or cannot be opened (requests waiting on it fail fast). */
   onDown?: (peer: string) => void
+  /** Chaos tests only (`--chaos`, node/chaos.ts): may drop or hold back outgoing frames. */
+  faults?: LinkFaults
+}
+
+/** A hook on the send path that may drop a frame, or hold it back and `deliver` it later. */
+export interface LinkFaults {
+  /** True when it took the frame (dropped it, or will call `deliver`). */
+  intercept(peer: string, deliver: () => void): boolean
 }
 
 /** Counters the metrics endpoint exposes. */
@@ -64,6 +72,7 @@ export class PeerLinks {
   private readonly reconnectMaxMs: number
   private readonly abuseReportsMax: number
   private readonly onDown: (peer: string) => void
+  private readonly faults: LinkFaults | undefined
   private readonly self: string
   private closed = false
   private readonly onIdentify = (evt: CustomEvent<IdentifyResult>): void => {
@@ -83,6 +92,7 @@ export class PeerLinks {
     this.reconnectMaxMs = options.reconnectMaxMs ?? 2_000
     this.abuseReportsMax = options.abuseReportsMax ?? 100
     this.onDown = options.onDown ?? (() => {})
+    this.faults = options.faults
   }
 
   /** Registers the protocol handler; call once after the host started. */
@@ -107,6 +117,12 @@ export class PeerLinks {
         `Cannot send a ${frame.byteLength}-byte frame: frameBytesMax is ${this.frameBytesMax}`,
       )
     }
+    if (this.faults?.intercept(peer, () => this.enqueue(peer, frame))) return true
+    return this.enqueue(peer, frame)
+  }
+
+  private enqueue(peer: string, frame: Uint8Array): boolean {
+    if (this.closed) return false
     const link = this.link(peer)
     if (link.queueBytes + frame.byteLength > this.sendQueueBytesMax) {
       this.counters.framesDropped++
