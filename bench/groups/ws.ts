@@ -1,0 +1,147 @@
+/**
+ * WebSocket fan-out benchmark: three real `actormesh start` processes on loopback, one chat
+ * namespace (replication factor 3), and a separate load process (bench/ws-load.ts) holding 10,000
+ * WebSockets (1,000 with --quick) to one room, spread evenly over the three nodes. It posts one
+ * message every 200 ms over HTTP (round-robin over the nodes) and times, on its own clock, each
+ * post's acknowledgment and each client's delivery:
+ *
+ * - `ws.fanout_p50_ms`, `ws.fanout_p99_ms`: acknowledgment → delivery at one client, over every
+ *   (client, post) pair; a delivery that beats the acknowledgment counts as 0.
+ * - `ws.fanout_all_p99_ms`: acknowledgment → delivery at the last client of a post, over posts.
+ * - `ws.open_s`: opening and subscribing every socket.
+ *
+ * All four processes share the machine's two cores, so the load process's own event loop (it
+ * parses every delivery) is part of every figure.
+ */
+import { spawn } from 'node:child_process'
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { createInterface } from 'node:readline'
+import { exampleModule } from '../../test/actors/examples.js'
+import { call, createNamespace, deploy } from '../../test/integration/calls.js'
+import { ProcessCluster } from '../../test/integration/cluster.js'
+import type { BenchFigure, BenchGroup } from '../types.js'
+import type { WsLoadConfig, WsLoadResult } from '../ws-load.js'
+
+const root = join(import.meta.dirname, '..', '..')
+const nodeBin = join(root, 'node_modules', '.bin', 'node')
+const loadScript = join(root, 'bench', 'ws-load.ts')
+
+/** File descriptors one socket costs: its end in the load process, and its end in a node. */
+const FDS_PER_SOCKET = 1
+/** Descriptors kept free in each process for everything else (libp2p, LibSQL, the HTTP agent). */
+const FDS_SPARE = 1_000
+
+async function runLoad(config: WsLoadConfig, say: (line: string) => void): Promise<WsLoadResult> {
+  const proc = spawn(nodeBin, ['--import', 'tsx', loadScript, JSON.stringify(config)], {
+    cwd: root,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  let stderr = ''
+  proc.stderr!.on('data', (d: Buffer) => {
+    stderr = (stderr + d.toString()).slice(-8_192)
+  })
+  const exited = new Promise<number | null>((r) => proc.once('exit', (code) => r(code)))
+  let result: WsLoadResult | undefined
+  createInterface({ input: proc.stdout! }).on('line', (line) => {
+    if (!line.startsWith('{')) return
+    const event = JSON.parse(line) as { event: string; openMs?: number }
+    if (event.event === 'ready') say(`${config.clients} sockets open and subscribed in ${event.openMs} ms`)
+    if (event.event === 'result') result = event as WsLoadResult
+  })
+  const timer = setTimeout(() => proc.kill('SIGKILL'), 600_000)
+  const code = await exited
+  clearTimeout(timer)
+  if (!result) throw new Error(`ws-load exited with ${code} and no result: ${stderr}`)
+  return result
+}
+
+/** The most sockets that fit the descriptor limit of the load process (each node holds a third). */
+async function socketsThatFit(wanted: number, say: (line: string) => void): Promise<number> {
+  const out = await new Promise<string>((resolve) => {
+    const p = spawn('sh', ['-c', 'ulimit -n'], { stdio: ['ignore', 'pipe', 'ignore'] })
+    let s = ''
+    p.stdout!.on('data', (d: Buffer) => {
+      s += d.toString()
+    })
+    p.once('exit', () => resolve(s.trim()))
+  })
+  const limit = out === 'unlimited' ? Number.POSITIVE_INFINITY : Number(out)
+  const fit = Math.floor((limit - FDS_SPARE) / FDS_PER_SOCKET)
+  if (fit >= wanted) {
+    say(`ulimit -n ${out}: ${wanted} sockets fit (the load process holds all, each node a third)`)
+    return wanted
+  }
+  say(`ulimit -n ${out}: only ${fit} of ${wanted} sockets fit; using ${fit}`)
+  return fit
+}
+
+const run: BenchGroup = async ({ quick, log: say }) => {
+  const clients = await socketsThatFit(quick ? 1_000 : 10_000, say)
+  const posts = quick ? 20 : 50
+  const cluster = new ProcessCluster()
+  try {
+    await cluster.start(3)
+    const [a, b] = cluster.nodes as [(typeof cluster.nodes)[0], (typeof cluster.nodes)[0]]
+    await createNamespace(a, 'chat')
+    await deploy(b, 'chat', await exampleModule('chat'))
+    await call(a, 'chat', 'lobby', 'join', 'bench')
+    const cpuBefore = cluster.nodes.map((n) => cpuSeconds(n.proc.pid))
+    const r = await runLoad(
+      {
+        urls: cluster.nodes.map((n) => n.url),
+        ns: 'chat',
+        actor: 'lobby',
+        clients,
+        openBatch: 500,
+        posts,
+        intervalMs: 200,
+        drainTimeoutMs: 60_000,
+      },
+      say,
+    )
+    const nodeCpu = cluster.nodes.map((n, i) => (cpuSeconds(n.proc.pid) - cpuBefore[i]!).toFixed(1))
+    say(`CPU during the run: load process ${r.cpuS.toFixed(1)} s, nodes ${nodeCpu.join(' / ')} s`)
+    say(
+      `${r.clients} clients × ${r.posts} posts: ${r.deliveries} deliveries, ${r.missing} missing, ` +
+        `${r.duplicates} duplicates, ${r.closed} closed; ${r.beforeAck} arrived before the ack; ` +
+        `ack→delivery p50 ${r.p50Ms.toFixed(1)} ms, p99 ${r.p99Ms.toFixed(1)} ms, max ${r.maxMs.toFixed(1)} ms; ` +
+        `ack→last client p50 ${r.allP50Ms.toFixed(1)} ms, p99 ${r.allP99Ms.toFixed(1)} ms; post round trip p50 ${r.ackP50Ms.toFixed(1)} ms`,
+    )
+    const note = `${r.clients} clients on 3 nodes, 1 room, a post every 200 ms; load in its own process`
+    return [
+      { key: 'ws.fanout_p50_ms', value: round(r.p50Ms), unit: 'ms', note },
+      { key: 'ws.fanout_p99_ms', value: round(r.p99Ms), unit: 'ms', target: '<= 150', note },
+      {
+        key: 'ws.fanout_all_p99_ms',
+        value: round(r.allP99Ms),
+        unit: 'ms',
+        note: 'ack → the last client has it',
+      },
+      {
+        key: 'ws.open_s',
+        value: round(r.openMs / 1_000),
+        unit: 's',
+        note: `${r.clients} sockets, 500 at a time`,
+      },
+    ] satisfies BenchFigure[]
+  } finally {
+    await cluster.stop()
+  }
+}
+
+/** User + system CPU seconds of a process so far (Linux /proc; 0 elsewhere). */
+function cpuSeconds(pid: number | undefined): number {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')
+    return (Number(fields[11]) + Number(fields[12])) / 100
+  } catch {
+    return 0
+  }
+}
+
+function round(v: number): number {
+  return Math.round(v * 10) / 10
+}
+
+export default run
