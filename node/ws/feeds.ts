@@ -46,6 +46,9 @@ export class FeedEvent {
   }
 }
 
+/** Why a client cannot be served any more. */
+export type EndReason = { gone: Pos } | { slow: string } | { missing: string }
+
 /** A WebSocket connection as the hub sees it. */
 export interface FeedClient {
   readonly ns: string
@@ -56,8 +59,11 @@ export interface FeedClient {
   deliver(event: FeedEvent): void
   /** Subscribed: every broadcast after `cursor` will follow. */
   ready(cursor: Pos): void
-  /** The client cannot be served: the buffer no longer reaches back to its cursor, or it fell behind. */
-  end(reason: { gone: Pos } | { slow: string }): void
+  /**
+   * The client cannot be served: the buffer no longer reaches back to its cursor (`gone`), it fell
+   * behind (`slow`), or its namespace was deleted (`missing`).
+   */
+  end(reason: EndReason): void
 }
 
 export interface FeedHubOptions {
@@ -88,8 +94,8 @@ export interface FeedHubDeps {
   replay(peer: string, req: ReplayRequest): Promise<ReplayAnswer>
   /** The leader of `ns` as this node knows it, or ''. */
   leaderOf(ns: string): string
-  /** The namespace's voters (fallback sources that answer with a leader hint). */
-  voters(ns: string): string[]
+  /** The namespace's voters (fallback sources that answer with a leader hint); undefined once it is deleted. */
+  voters(ns: string): string[] | undefined
   /** Membership holds the peer alive (this node always is). */
   alive(peer: string): boolean
   log: Logger
@@ -385,12 +391,23 @@ export class FeedHub {
     this.register(nsf, false)
   }
 
+  /** The catalog no longer has the namespace: its clients are told, its feeds end. */
+  private deleted(nsf: NamespaceFeeds): void {
+    for (const feed of nsf.feeds.values()) {
+      for (const state of feed.clients.values()) {
+        if (state.phase === 'ended') continue
+        this.drop(state)
+        state.client.end({ missing: nsf.ns })
+      }
+    }
+  }
+
   /** Which node to register with: the last hint, the leader, else a live voter (it answers a hint). */
   private chooseSource(nsf: NamespaceFeeds): string {
     if (nsf.hint && this.deps.alive(nsf.hint)) return nsf.hint
     const lead = this.deps.leaderOf(nsf.ns)
     if (lead && this.deps.alive(lead)) return lead
-    const live = this.deps.voters(nsf.ns).filter((p) => this.deps.alive(p))
+    const live = (this.deps.voters(nsf.ns) ?? []).filter((p) => this.deps.alive(p))
     return live.length > 0 ? live[nsf.failures % live.length]! : ''
   }
 
@@ -403,7 +420,11 @@ export class FeedHub {
    */
   private check(): void {
     const now = performance.now()
-    for (const nsf of this.namespaces.values()) {
+    for (const nsf of [...this.namespaces.values()]) {
+      if (this.deps.voters(nsf.ns) === undefined) {
+        this.deleted(nsf)
+        continue
+      }
       if (nsf.registering || now < nsf.retryAtMs) continue
       const lead = this.deps.leaderOf(nsf.ns)
       const moved = lead !== '' && lead !== nsf.source && this.deps.alive(lead)

@@ -124,7 +124,7 @@ export function createWsService(deps: WsDeps, options: WsOptions = {}): WsServic
           ? fanout.replay(req)
           : checkReplayAnswer(await deps.rpc.request(peer, WS_REPLAY, req, { timeoutMs })),
       leaderOf: deps.leaderOf,
-      voters: (ns) => deps.voters(ns) ?? [],
+      voters: deps.voters,
       alive: (peer) => peer === deps.self || deps.alive(peer),
       log,
     },

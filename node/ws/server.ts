@@ -18,7 +18,7 @@ import { type WebSocket, WebSocketServer } from 'ws'
 import type { CallReply, CallRequest } from '../actor-host.js'
 import { httpError } from '../gateway.js'
 import { formatPos, type Pos, parsePos } from './events.js'
-import type { FeedClient, FeedEvent, FeedHub } from './feeds.js'
+import type { EndReason, FeedClient, FeedEvent, FeedHub } from './feeds.js'
 
 export interface WsServerOptions {
   /** Open WebSocket connections per node. */
@@ -46,6 +46,7 @@ export const WS_SERVER_DEFAULTS: WsServerOptions = {
 
 /** Close codes of the application range (docs/gateway.md). */
 export const CLOSE_EVENTS_GONE = 4410
+export const CLOSE_NAMESPACE_GONE = 4404
 
 export interface WsServerDeps {
   hub: FeedHub
@@ -245,9 +246,17 @@ class Connection implements FeedClient {
     this.send(Buffer.from(JSON.stringify({ ready: true, pos: formatPos(cursor) })))
   }
 
-  end(reason: { gone: Pos } | { slow: string }): void {
+  end(reason: EndReason): void {
     if ('slow' in reason) {
       this.slow(reason.slow)
+      return
+    }
+    if ('missing' in reason) {
+      this.sendJson({
+        error: 'ACTORMESH_NAMESPACE_NOT_FOUND',
+        message: `Namespace '${reason.missing}' was deleted`,
+      })
+      this.close(CLOSE_NAMESPACE_GONE, 'namespace deleted')
       return
     }
     this.server.counters.gone++
@@ -414,17 +423,16 @@ class Connection implements FeedClient {
   }
 }
 
-/** Control characters JSON must escape as six bytes each (tab, newline and return are fine). */
-const CONTROL = /[\u0000-\u0008\u000b\u000c\u000e-\u001f]/
-
 /**
- * The bytes as text when they are UTF-8 without control characters; otherwise undefined, and they
- * travel as base64 (binary data that happens to decode, such as zeros, would grow sixfold as JSON).
+ * The bytes as text when they are UTF-8 without control characters (tab, newline and return
+ * allowed); otherwise undefined, and they travel as base64 — binary data that happens to decode,
+ * such as zeros, would grow sixfold as JSON escapes. A byte below 0x20 is never part of a
+ * multi-byte UTF-8 sequence, so checking bytes is exact.
  */
 function utf8(bytes: Uint8Array): string | undefined {
+  for (const b of bytes) if (b < 0x20 && b !== 0x09 && b !== 0x0a && b !== 0x0d) return undefined
   try {
-    const text = strictUtf8.decode(bytes)
-    return CONTROL.test(text) ? undefined : text
+    return strictUtf8.decode(bytes)
   } catch {
     return undefined
   }

@@ -23,6 +23,8 @@ interface Node {
   http: Server
   /** Commits a broadcast of `actor` as the next entry. */
   broadcast(actor: string, data: Uint8Array): number
+  /** Takes the namespace out of the catalog. */
+  deleteNamespace(): void
 }
 
 let nodes: Node[] = []
@@ -41,6 +43,7 @@ afterEach(async () => {
 
 async function startNode(options: WsOptions = {}, startIndex = 0): Promise<Node> {
   let index = startIndex
+  const namespaces = new Set(['ns'])
   const fakeRpc = { handle: () => {}, request: () => Promise.reject(new Error('no peers')) } as unknown as Rpc
   let service: WsService | undefined
   const broadcast = (actor: string, data: Uint8Array) => {
@@ -68,7 +71,7 @@ async function startNode(options: WsOptions = {}, startIndex = 0): Promise<Node>
       self: 'n0',
       rpc: fakeRpc,
       leaderOf: () => 'n0',
-      voters: (ns) => (ns === 'ns' ? ['n0'] : undefined),
+      voters: (ns) => (namespaces.has(ns) ? ['n0'] : undefined),
       alive: () => true,
       call,
       log,
@@ -86,6 +89,7 @@ async function startNode(options: WsOptions = {}, startIndex = 0): Promise<Node>
     ws: service,
     http,
     broadcast,
+    deleteNamespace: () => namespaces.delete('ns'),
   }
   nodes.push(node)
   return node
@@ -349,6 +353,16 @@ describe('WebSocket server', () => {
       () => resumed.events().length === 4 && first.events().length === 9,
       () => 'the next event on both',
     )
+  })
+
+  it('closes the sockets of a namespace that was deleted with 4404', async () => {
+    const node = await startNode()
+    const c = new Client(route(node, 'room'))
+    await c.ready()
+    node.deleteNamespace()
+    expect(await c.closedWith()).toEqual({ code: 4404, reason: 'namespace deleted' })
+    expect(c.frames.at(-1)).toMatchObject({ error: 'ACTORMESH_NAMESPACE_NOT_FOUND' })
+    expect(node.ws.stats().feeds).toBe(0)
   })
 
   it('closes every socket with 1001 when the node drains', async () => {
