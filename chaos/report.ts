@@ -1,0 +1,219 @@
+/**
+ * The verdict of a run: every check over the history (register linearizability per key,
+ * list-append, counter) and over node status (one leader per term per group, recovery after the
+ * faults heal, final reads), gathered into `report.json`.
+ */
+import {
+  type CounterKeyResult,
+  checkCounter,
+  checkListAppend,
+  checkRegister,
+  type HistoryEvent,
+  type ListKeyResult,
+  type Operation,
+  operations,
+} from './check/index.js'
+import type { ChaosCluster } from './cluster.js'
+import type { StatusMonitor, TermViolation } from './monitor.js'
+import type { FaultWindow, Scenario } from './nemesis.js'
+import type { Recovery } from './run.js'
+import type { ClientStats } from './workload.js'
+
+/** A node lifecycle event (kill, restart, pause, resume, remove) at a run time. */
+export interface NodeEvent {
+  kind: string
+  node: number
+  detail?: string
+  time: number
+}
+
+/** One check's verdict. */
+export interface Check {
+  name: string
+  passed: boolean
+  detail: string
+}
+
+/** An operation as the report lists it. */
+export interface ReportedOp {
+  id: number
+  process: number
+  f: string
+  key: string
+  input: unknown
+  output: unknown
+  status: string
+  call: number
+  ret: number | null
+  error?: string
+}
+
+export interface Report {
+  scenario: string
+  description: string
+  seed: number
+  nodes: number
+  seconds: number
+  /** The command that runs this scenario again with the same seed. */
+  replay: string
+  passed: boolean
+  checks: Check[]
+  ops: { total: number; ok: number; fail: number; info: number }
+  register: Array<{
+    key: string
+    verdict: string
+    ops: number
+    violation?: { at: number; ops: ReportedOp[] }
+  }>
+  list: ListKeyResult[]
+  counter: CounterKeyResult[]
+  leaders: { termViolations: TermViolation[]; termsSeen: Record<string, number>; samples: number }
+  recovery: Recovery
+  finalReads: { ok: number; missing: string[] }
+  faults: FaultWindow[]
+  nodeEvents: NodeEvent[]
+  cluster: Array<{ index: number; peer: string; state: string }>
+  clients: ClientStats
+  /** Ids of the operations that break a check (marked on the timeline). */
+  violatingOps: number[]
+  /** Run time of the last event, in milliseconds. */
+  durationMs: number
+}
+
+export interface ReportInput {
+  scenario: Scenario
+  seed: number
+  nodes: number
+  seconds: number
+  events: HistoryEvent[]
+  windows: FaultWindow[]
+  nodeEvents: NodeEvent[]
+  monitor: StatusMonitor
+  recovery: Recovery
+  finals: { ok: number; missing: string[] }
+  stats: ClientStats
+  cluster: ChaosCluster
+}
+
+const reported = (op: Operation): ReportedOp => ({
+  id: op.id,
+  process: op.process,
+  f: op.f,
+  key: op.key,
+  input: op.input,
+  output: op.output,
+  status: op.status,
+  call: op.call,
+  ret: Number.isFinite(op.ret) ? op.ret : null,
+  ...(op.error ? { error: op.error } : {}),
+})
+
+export function buildReport(input: ReportInput): Report {
+  const ops = operations(input.events)
+  const of = (w: string) => ops.filter((op) => op.key.startsWith(`${w}/`))
+  const register = checkRegister(of('register'))
+  const list = checkListAppend(of('list'))
+  const counter = checkCounter(of('counter'))
+  const termViolations = input.monitor.termViolations()
+  const violating = new Set<number>()
+  for (const r of register) for (const op of r.violation?.ops ?? []) violating.add(op.id)
+  for (const k of [...list, ...counter])
+    for (const v of k.violations) for (const id of v.ops) violating.add(id)
+
+  const badKeys = register.filter((r) => r.verdict !== 'ok')
+  const listBad = list.flatMap((k) => k.violations)
+  const counterBad = counter.flatMap((k) => k.violations)
+  const checks: Check[] = [
+    {
+      name: 'register linearizable',
+      passed: badKeys.length === 0 && register.length > 0,
+      detail:
+        register.length === 0
+          ? 'no register operations'
+          : badKeys.length === 0
+            ? `${register.length} keys, ${register.reduce((s, r) => s + r.ops, 0)} ops: linearizable`
+            : badKeys
+                .map((r) =>
+                  r.verdict === 'unknown'
+                    ? `${r.key}: search gave up (undecided)`
+                    : `${r.key}: not linearizable; minimal ops ${r.violation?.ops.map((o) => o.id).join(', ')}`,
+                )
+                .join('; '),
+    },
+    {
+      name: 'list-append',
+      passed: listBad.length === 0,
+      detail:
+        listBad.length === 0
+          ? `${list.length} lists, ${list.reduce((s, k) => s + k.appends.ok, 0)} acknowledged appends all present, one order`
+          : listBad
+              .slice(0, 10)
+              .map((v) => `${v.key} ${v.kind}: ${v.message} (ops ${v.ops.join(', ')})`)
+              .join('; '),
+    },
+    {
+      name: 'counter',
+      passed: counterBad.length === 0,
+      detail:
+        counterBad.length === 0
+          ? counter.map((k) => `${k.key} ${k.final} in [${k.acknowledged}, ${k.attempted}]`).join(', ')
+          : counterBad
+              .slice(0, 10)
+              .map((v) => `${v.key} ${v.kind}: ${v.message}`)
+              .join('; '),
+    },
+    {
+      name: 'one leader per term',
+      passed: termViolations.length === 0,
+      detail:
+        termViolations.length === 0
+          ? `${input.monitor.samples.length} samples, terms with a leader: ${JSON.stringify(input.monitor.termsSeen())}`
+          : termViolations.map((v) => `${v.group} term ${v.term}: ${v.claims.join(', ')}`).join('; '),
+    },
+    {
+      name: 'recovery',
+      passed: input.recovery.ok,
+      detail: input.recovery.ok
+        ? `every namespace led and written ${input.recovery.ms} ms after the heal (bound ${input.recovery.boundMs} ms)`
+        : `not every namespace had a leader and took a write within ${input.recovery.boundMs} ms of the heal`,
+    },
+    {
+      name: 'final reads',
+      passed: input.finals.missing.length === 0,
+      detail:
+        input.finals.missing.length === 0
+          ? `${input.finals.ok} actors read after the heal`
+          : `no final read of ${input.finals.missing.join(', ')}`,
+    },
+  ]
+  const count = (s: string) => ops.filter((o) => o.status === s).length
+  const last = input.events[input.events.length - 1]
+  return {
+    scenario: input.scenario.name,
+    description: input.scenario.description,
+    seed: input.seed,
+    nodes: input.nodes,
+    seconds: input.seconds,
+    replay: `npm run chaos -- --scenario ${input.scenario.name} --nodes ${input.nodes} --seconds ${input.seconds} --seed ${input.seed}`,
+    passed: checks.every((c) => c.passed),
+    checks,
+    ops: { total: ops.length, ok: count('ok'), fail: count('fail'), info: count('info') },
+    register: register.map((r) => ({
+      key: r.key,
+      verdict: r.verdict,
+      ops: r.ops,
+      ...(r.violation ? { violation: { at: r.violation.at, ops: r.violation.ops.map(reported) } } : {}),
+    })),
+    list,
+    counter,
+    leaders: { termViolations, termsSeen: input.monitor.termsSeen(), samples: input.monitor.samples.length },
+    recovery: input.recovery,
+    finalReads: input.finals,
+    faults: input.windows,
+    nodeEvents: input.nodeEvents,
+    cluster: input.cluster.nodes.map((n) => ({ index: n.index, peer: n.peer, state: n.state })),
+    clients: input.stats,
+    violatingOps: [...violating].sort((a, b) => a - b),
+    durationMs: last ? last.time : 0,
+  }
+}

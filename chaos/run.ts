@@ -1,0 +1,312 @@
+/**
+ * One chaos run: start the cluster, create and deploy the workload namespaces, run the clients
+ * while the scenario's nemesis injects faults, heal everything, measure recovery, take final
+ * reads, then check the history and the node status and write history.jsonl, report.json and
+ * timeline.html into the run's directory.
+ */
+import { createWriteStream } from 'node:fs'
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { exampleModule } from '../test/actors/examples.js'
+import { formatEvent } from './check/index.js'
+import { ChaosCluster } from './cluster.js'
+import { sendJson } from './http.js'
+import { StatusMonitor } from './monitor.js'
+import { type FaultWindow, leaderOf, type NemesisContext, runNemesis, type Scenario } from './nemesis.js'
+import { stream } from './random.js'
+import { buildReport, type Check, type NodeEvent, type Report } from './report.js'
+import { renderTimeline } from './timeline.js'
+import {
+  type ClientStats,
+  type ClientTiming,
+  counterWorkload,
+  DEFAULT_TIMING,
+  HistoryRecorder,
+  listWorkload,
+  perform,
+  registerWorkload,
+  runClient,
+  type Workload,
+} from './workload.js'
+
+export interface RunOptions {
+  scenario: Scenario
+  nodes: number
+  seconds: number
+  seed: number
+  /** The run's output directory (chaos/out/<run>). */
+  outDir: string
+  /** Clients per workload. */
+  clients: number
+  /** Keep the nodes' data directories (they are removed after a passing run otherwise). */
+  keepData: boolean
+  /** After the faults heal, every namespace must have a leader and take writes within this long. */
+  recoveryBoundMs: number
+  timing?: ClientTiming
+  /** Progress lines. */
+  log: (line: string) => void
+}
+
+export interface RunResult {
+  scenario: string
+  seed: number
+  passed: boolean
+  checks: Check[]
+  outDir: string
+}
+
+/** Process numbers of the final readers (after every client's). */
+const FINAL_READER = 10_000
+/** How long a setup step (namespace, deploy, first write) may take, in milliseconds. */
+const SETUP_TIMEOUT_MS = 90_000
+/** How long final reads may keep retrying, in milliseconds. */
+const FINAL_READ_TIMEOUT_MS = 60_000
+
+export async function runScenario(opts: RunOptions): Promise<RunResult> {
+  const timing = opts.timing ?? DEFAULT_TIMING
+  await mkdir(opts.outDir, { recursive: true })
+  const dataDir = await mkdtemp(join(tmpdir(), 'am-chaos-'))
+  const historyFile = createWriteStream(join(opts.outDir, 'history.jsonl'))
+  const history = new HistoryRecorder((e) => historyFile.write(formatEvent(e)))
+  const nodeEvents: NodeEvent[] = []
+  const cluster = new ChaosCluster({
+    dir: dataDir,
+    logDir: opts.outDir,
+    // Churn replaces the replicas of a removed node sooner than the 10 s default.
+    args:
+      opts.scenario.name === 'churn' || opts.scenario.name === 'mix'
+        ? ['--replica-dead-timeout-ms', '4000']
+        : [],
+    onEvent: (e) => nodeEvents.push({ ...e, time: history.now() }),
+  })
+  const workloads = [registerWorkload(), listWorkload(), counterWorkload()]
+  const monitor = new StatusMonitor(cluster, () => history.now())
+  const stats: ClientStats = { attempts: 0, retries: 0, errors: {} }
+  let passed = false
+  try {
+    opts.log(`starting ${opts.nodes} nodes`)
+    await cluster.start(opts.nodes)
+    await setup(cluster, workloads, Math.min(3, opts.nodes), opts.seed)
+    opts.log('namespaces created and deployed; clients start')
+    monitor.start()
+    let stop = false
+    const runTag = `s${opts.seed}-${Date.now().toString(36)}`
+    const clients = workloads.flatMap((w, wi) =>
+      Array.from({ length: opts.clients }, (_, c) => {
+        const id = wi * 100 + c
+        return runClient(
+          id,
+          cluster,
+          w,
+          stream(opts.seed, `client-${id}`),
+          history,
+          timing,
+          stats,
+          () => stop,
+          runTag,
+        )
+      }),
+    )
+    const ctx: NemesisContext = {
+      cluster,
+      rnd: stream(opts.seed, 'nemesis'),
+      namespaces: workloads.map((w) => w.namespace),
+      now: () => history.now(),
+      nodesMax: opts.nodes + 1,
+    }
+    const windows: FaultWindow[] = await runNemesis(
+      ctx,
+      opts.scenario,
+      history.now() + opts.seconds * 1000,
+      (w) => opts.log(`fault ${w.fault}: ${w.detail} (${Math.round(w.end - w.start)} ms)`),
+    )
+    await healAll(cluster)
+    // Recovery counts from the moment every node is back and every fault table is empty.
+    const healedAt = history.now()
+    nodeEvents.push({ kind: 'healed', node: -1, time: healedAt })
+    const recovery = await measureRecovery(cluster, workloads, healedAt, history, opts.recoveryBoundMs)
+    opts.log(recovery.ok ? `recovered in ${recovery.ms} ms` : `no recovery within ${opts.recoveryBoundMs} ms`)
+    stop = true
+    await Promise.all(clients)
+    const finals = await finalReads(cluster, workloads, history, timing)
+    monitor.stop()
+    await monitor.poll()
+    await new Promise<void>((r) => historyFile.end(r))
+    const report: Report = buildReport({
+      scenario: opts.scenario,
+      seed: opts.seed,
+      nodes: opts.nodes,
+      seconds: opts.seconds,
+      events: history.events,
+      windows,
+      nodeEvents,
+      monitor,
+      recovery,
+      finals,
+      stats,
+      cluster,
+    })
+    passed = report.passed
+    await writeFile(join(opts.outDir, 'report.json'), `${JSON.stringify(report, null, 2)}\n`)
+    await writeFile(
+      join(opts.outDir, 'timeline.html'),
+      renderTimeline(report, history.events, monitor.leaderSpans()),
+    )
+    return {
+      scenario: opts.scenario.name,
+      seed: opts.seed,
+      passed,
+      checks: report.checks,
+      outDir: opts.outDir,
+    }
+  } finally {
+    monitor.stop()
+    historyFile.end()
+    await cluster.stop()
+    if (passed && !opts.keepData) await rm(dataDir, { recursive: true, force: true })
+    else opts.log(`node data kept in ${dataDir}`)
+  }
+}
+
+/** Retries `probe` every 200 ms until it returns a value or `timeoutMs` passes (then throws `what`). */
+async function until<T>(probe: () => Promise<T | undefined>, what: string, timeoutMs: number): Promise<T> {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    const v = await probe().catch(() => undefined)
+    if (v !== undefined) return v
+    if (Date.now() > deadline) throw new Error(`Timed out after ${timeoutMs} ms waiting for ${what}`)
+    await new Promise((r) => setTimeout(r, 200))
+  }
+}
+
+/** Creates each workload's namespace, deploys its module, and waits for a first write to succeed. */
+async function setup(cluster: ChaosCluster, workloads: Workload[], rf: number, seed: number): Promise<void> {
+  const first = cluster.nodes[0]!
+  for (const w of workloads) {
+    await until(
+      async () => {
+        const res = await sendJson(`${first.url}/v1/namespaces`, 'POST', {
+          name: w.namespace,
+          replicationFactor: rf,
+        })
+        return res.status === 201 || res.status === 409 ? true : undefined
+      },
+      `namespace ${w.namespace} to be created`,
+      SETUP_TIMEOUT_MS,
+    )
+    const bytes = await exampleModule(w.module)
+    await until(
+      async () => {
+        const res = await sendJson(`${first.url}/v1/namespaces/${w.namespace}/module`, 'PUT', bytes, 30_000)
+        if (res.status !== 200 && res.status !== 503)
+          throw new Error(`Deploy to ${w.namespace} failed: ${res.status} ${JSON.stringify(res.body)}`)
+        return res.status === 200 ? true : undefined
+      },
+      `module deploy to ${w.namespace}`,
+      SETUP_TIMEOUT_MS,
+    )
+  }
+  const rnd = stream(seed, 'setup')
+  const stats: ClientStats = { attempts: 0, retries: 0, errors: {} }
+  for (const w of workloads) {
+    await until(
+      async () => {
+        const done = await perform(cluster, w, w.probe(0), rnd, undefined, DEFAULT_TIMING, stats)
+        return done.type === 'ok' ? true : undefined
+      },
+      `a first write to ${w.namespace}`,
+      SETUP_TIMEOUT_MS,
+    )
+  }
+}
+
+/** Ends every fault: network tables cleared, paused nodes resumed, killed (not removed) nodes restarted. */
+async function healAll(cluster: ChaosCluster): Promise<void> {
+  for (const n of cluster.nodes) if (n.state === 'paused') cluster.resume(n)
+  await Promise.all(cluster.nodes.filter((n) => n.state === 'killed').map((n) => cluster.restart(n)))
+  await cluster.healNetwork()
+}
+
+/** How long after the heal `_system` and every namespace had a leader and each namespace took a write. */
+export interface Recovery {
+  ok: boolean
+  ms: number
+  boundMs: number
+}
+
+async function measureRecovery(
+  cluster: ChaosCluster,
+  workloads: Workload[],
+  healedAt: number,
+  history: HistoryRecorder,
+  boundMs: number,
+): Promise<Recovery> {
+  const rnd = stream(healedAt | 0, 'probe')
+  const stats: ClientStats = { attempts: 0, retries: 0, errors: {} }
+  const pending = new Set(workloads)
+  let n = 1
+  let system = false
+  while (history.now() - healedAt < boundMs) {
+    system ||= (await leaderOf(cluster, '_system')) !== undefined
+    for (const w of [...pending]) {
+      if (!(await leaderOf(cluster, w.namespace))) continue
+      const done = await perform(
+        cluster,
+        w,
+        w.probe(n++),
+        rnd,
+        `probe-${healedAt}-${n}`,
+        DEFAULT_TIMING,
+        stats,
+      )
+      if (done.type === 'ok') pending.delete(w)
+    }
+    if (system && pending.size === 0) return { ok: true, ms: Math.round(history.now() - healedAt), boundMs }
+    await new Promise((r) => setTimeout(r, 100))
+  }
+  return { ok: false, ms: Math.round(history.now() - healedAt), boundMs }
+}
+
+/** Final reads of every actor, retried until they succeed; recorded in the history. */
+async function finalReads(
+  cluster: ChaosCluster,
+  workloads: Workload[],
+  history: HistoryRecorder,
+  timing: ClientTiming,
+): Promise<{ ok: number; missing: string[] }> {
+  const rnd = stream(0, 'final')
+  const stats: ClientStats = { attempts: 0, retries: 0, errors: {} }
+  const missing: string[] = []
+  let ok = 0
+  const deadline = Date.now() + FINAL_READ_TIMEOUT_MS
+  await Promise.all(
+    workloads.map(async (w, wi) => {
+      const process = FINAL_READER + wi
+      for (const actor of w.actors) {
+        const op = w.finalRead(actor)
+        for (;;) {
+          history.record({ process, type: 'invoke', f: op.f, key: op.key, value: op.input })
+          const done = await perform(cluster, w, op, rnd, undefined, timing, stats)
+          history.record({
+            process,
+            type: done.type,
+            f: op.f,
+            key: op.key,
+            value: done.value,
+            ...(done.error ? { error: done.error } : {}),
+          })
+          if (done.type === 'ok') {
+            ok++
+            break
+          }
+          if (Date.now() > deadline) {
+            missing.push(op.key)
+            break
+          }
+        }
+      }
+    }),
+  )
+  return { ok, missing }
+}
