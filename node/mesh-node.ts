@@ -177,7 +177,8 @@ export async function startMeshNode(
       rpc,
       leaderOf: (ns) => router?.leaderOf(ns) ?? '',
       voters: (ns) => system?.catalog.namespaces.get(ns)?.voters,
-      alive: (peer) => membership.get(peer)?.state === 'alive',
+      // As the router: a peer membership has not heard of yet is worth trying.
+      alive: (peer) => (membership.get(peer)?.state ?? 'alive') === 'alive',
       call: (req) => router!.call(req),
       log: log.child({ component: 'ws' }),
     },

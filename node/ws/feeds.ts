@@ -108,6 +108,10 @@ interface ClientState {
   phase: 'waiting' | 'catching-up' | 'live' | 'ended'
   /** Catching up: the feed's cursor when the client joined, and the feed's broadcasts since. */
   joinAt?: Pos
+  /** Which catch-up is current (a client that waited again and rejoined starts a new one). */
+  catchUps: number
+  /** `ready` was sent (once per client, even if its feed had to register again). */
+  announced: boolean
   backlog: FeedEvent[]
   backlogBytes: number
 }
@@ -191,6 +195,8 @@ export class FeedHub {
       phase: 'waiting',
       backlog: [],
       backlogBytes: 0,
+      catchUps: 0,
+      announced: false,
     }
     feed.clients.set(client, state)
     if (feed.cursor) this.join(nsf, feed, state)
@@ -302,19 +308,20 @@ export class FeedHub {
     if (!state.cursor || comparePos(state.cursor, at) >= 0) {
       state.cursor ??= at
       state.phase = 'live'
-      state.client.ready(state.cursor)
+      this.announce(state)
       return
     }
     state.phase = 'catching-up'
     state.joinAt = at
-    void this.catchUp(nsf, feed, state)
+    void this.catchUp(nsf, feed, state, ++state.catchUps)
   }
 
   /** Replays a client from its cursor to where it joined the feed, then drains its backlog. */
-  private async catchUp(nsf: NamespaceFeeds, feed: Feed, state: ClientState): Promise<void> {
-    let announced = false
+  private async catchUp(nsf: NamespaceFeeds, feed: Feed, state: ClientState, run: number): Promise<void> {
     let pause = this.options.retryMs
-    while (state.phase === 'catching-up' && !this.closed && feed.clients.get(state.client) === state) {
+    const current = () =>
+      state.phase === 'catching-up' && state.catchUps === run && feed.clients.get(state.client) === state
+    while (current() && !this.closed) {
       const source = nsf.source || this.chooseSource(nsf)
       let answer: ReplayAnswer
       try {
@@ -330,16 +337,13 @@ export class FeedHub {
         pause = Math.min(pause * 2, this.options.retryMs * 20)
         continue
       }
-      if (state.phase !== 'catching-up' || feed.clients.get(state.client) !== state) return
+      if (!current()) return
       if ('gone' in answer) {
         this.drop(state)
         state.client.end({ gone: answer.gone })
         return
       }
-      if (!announced) {
-        announced = true
-        state.client.ready(state.cursor!)
-      }
+      this.announce(state)
       for (const [index, n, data] of answer.events)
         this.catchUpDeliver(state, new FeedEvent({ index, n }, data))
       if (comparePos(state.cursor!, state.joinAt!) >= 0) {
@@ -352,6 +356,12 @@ export class FeedHub {
       // The replica asked is behind where the feed was (a new leader still applying): ask again.
       if (answer.events.length === 0) await sleep(this.options.retryMs)
     }
+  }
+
+  private announce(state: ClientState): void {
+    if (state.announced) return
+    state.announced = true
+    state.client.ready(state.cursor!)
   }
 
   private catchUpDeliver(state: ClientState, event: FeedEvent): void {
