@@ -5,8 +5,9 @@
  * gateway (round-robin over `targets`, or straight to the namespace's leader), retry 503 answers,
  * and record the latency of the successful call from its first attempt.
  *
- * Output, one JSON object a line on stdout: `{"event":"ready"}` once `readyAcks` calls were
- * acknowledged, `{"event":"mark",...}` after a mark (below), and last `{"event":"result",...}`.
+ * Output, one JSON object a line on stdout: `{"event":"window","acked":n}` when the warm-up ends,
+ * `{"event":"ready"}` once `readyAcks` calls were acknowledged, `{"event":"mark",...}` after a
+ * mark (below), and last `{"event":"result",...}`.
  * Commands, one JSON object a line on stdin: `{"cmd":"mark","atMs":<epoch ms>}` asks for the time
  * from that instant to the first acknowledged call sent at or after it (the failover figure);
  * `{"cmd":"stop"}` ends the run. The client also stops when stdin closes (its parent is gone).
@@ -58,11 +59,13 @@ export interface LoadResult {
   p90Ms: number
   p99Ms: number
   maxMs: number
+  /** Calls acknowledged over the whole run, warm-up and drain included. */
+  acked: number
   /** CPU this load-client process used per acknowledged call over the whole run, in microseconds. */
   clientCpuUsPerCall: number
   /** Attempts answered 503 and retried (whole run). */
   retries: number
-  /** Calls that failed otherwise (whole run), by HTTP status or `network`/`timeout`. */
+  /** Calls that failed otherwise (whole run), by HTTP status and error code, `network <code>` or `timeout`. */
   errors: number
   errorsBy: Record<string, number>
 }
@@ -71,6 +74,8 @@ export interface LoadResult {
 interface Answer {
   status: number
   servedBy: string
+  /** The error body of an answer other than 200 (its `code` names the failure). */
+  errorBody?: string
 }
 
 /** Sub-buckets per power of two are 2^(this - 1): relative error under 1/64. */
@@ -135,6 +140,16 @@ function bucketUpperUs(bucket: number): number {
   return (mantissa + 1) * 2 ** shift - 1
 }
 
+/** The `code` of a gateway error body, or '' when it has none. */
+function errorCode(body: string | undefined): string {
+  try {
+    const code = (JSON.parse(body ?? '') as { code?: unknown }).code
+    return typeof code === 'string' ? code : ''
+  } catch {
+    return ''
+  }
+}
+
 const epochMs = (): number => performance.timeOrigin + performance.now()
 
 function sendHttp(agent: Agent, url: URL, body: Buffer, timeoutMs: number): Promise<Answer> {
@@ -143,11 +158,16 @@ function sendHttp(agent: Agent, url: URL, body: Buffer, timeoutMs: number): Prom
       url,
       { method: 'POST', agent, headers: { 'content-length': body.length }, timeout: timeoutMs },
       (res) => {
-        res.on('data', () => {})
+        const status = res.statusCode ?? 0
+        let errorBody = ''
+        res.on('data', (d: Buffer) => {
+          if (status !== 200 && errorBody.length < 4_096) errorBody += d.toString()
+        })
         res.on('end', () =>
           resolve({
-            status: res.statusCode ?? 0,
+            status,
             servedBy: String(res.headers['x-actormesh-served-by'] ?? ''),
+            ...(status !== 200 ? { errorBody } : {}),
           }),
         )
         res.on('error', reject)
@@ -161,8 +181,10 @@ function sendHttp(agent: Agent, url: URL, body: Buffer, timeoutMs: number): Prom
 
 async function sendFetch(url: URL, body: Buffer, timeoutMs: number): Promise<Answer> {
   const res = await fetch(url, { method: 'POST', body, signal: AbortSignal.timeout(timeoutMs) })
+  const servedBy = res.headers.get('x-actormesh-served-by') ?? ''
+  if (res.status !== 200) return { status: res.status, servedBy, errorBody: await res.text() }
   await res.arrayBuffer()
-  return { status: res.status, servedBy: res.headers.get('x-actormesh-served-by') ?? '' }
+  return { status: res.status, servedBy }
 }
 
 /** Runs the load described by `config`; `control` delivers stdin commands. */
@@ -212,6 +234,7 @@ export async function runLoad(
       if (first) settleMark(first.sentAt, first.ackAt)
     }
   })
+  const windowTimer = setTimeout(() => emit({ event: 'window', acked }), config.warmupMs)
   const stopTimer =
     config.durationMs > 0
       ? setTimeout(() => {
@@ -244,11 +267,8 @@ export async function runLoad(
       try {
         answer = await attempt(new URL(pick.path, targetFor(pick.ns, n)))
       } catch (e) {
-        fail(
-          (e as { code?: string }).code === 'TIMEOUT' || (e as Error).name === 'TimeoutError'
-            ? 'timeout'
-            : 'network',
-        )
+        const code = (e as { code?: string }).code
+        fail(code === 'TIMEOUT' || (e as Error).name === 'TimeoutError' ? 'timeout' : `network ${code ?? ''}`)
         await new Promise((r) => setTimeout(r, config.retryDelayMs))
         return
       }
@@ -268,7 +288,7 @@ export async function runLoad(
         return
       }
       if (answer.status !== 503) {
-        fail(String(answer.status))
+        fail(`${answer.status} ${errorCode(answer.errorBody)}`)
         await new Promise((r) => setTimeout(r, config.retryDelayMs))
         return
       }
@@ -282,6 +302,7 @@ export async function runLoad(
     while (!stop) await call(paths[random(paths.length)]!)
   }
   await Promise.all(Array.from({ length: config.concurrency }, (_, i) => client(i)))
+  clearTimeout(windowTimer)
   if (stopTimer) clearTimeout(stopTimer)
   agent.destroy()
   const windowMs = Math.min(windowEnd, performance.now()) - windowStart
@@ -293,6 +314,7 @@ export async function runLoad(
     concurrency: config.concurrency,
     windowMs: Math.round(windowMs),
     ops,
+    acked,
     opsPerS: windowMs > 0 ? (ops * 1_000) / windowMs : 0,
     p50Ms: hist.quantileMs(0.5),
     p90Ms: hist.quantileMs(0.9),

@@ -14,6 +14,8 @@
  * The etcd figures beside ours were measured on the same machine (etcd 3.4, 3 members).
  */
 import { type ChildProcess, spawn } from 'node:child_process'
+import { readFile } from 'node:fs/promises'
+import { availableParallelism } from 'node:os'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { exampleModule } from '../../test/actors/examples.js'
@@ -43,8 +45,10 @@ const FAILOVER_CLIENTS = 16
 const FAILOVER_WAIT_MS = 60_000
 /** Attempts to pick a leader that is still the leader when the load is running. */
 const FAILOVER_PICKS_MAX = 5
+/** Linux reports /proc CPU times in clock ticks of 1/100 s (USER_HZ) on every architecture it runs on. */
+const CLOCK_TICKS_PER_S = 100
 
-type LoadEvent = { event: string; firstAckMs?: number } & Partial<LoadResult>
+type LoadEvent = { event: string; firstAckMs?: number; acked?: number } & Partial<LoadResult>
 
 /** A running load-client process: its JSON events, commands to it, its result. */
 class LoadProcess {
@@ -124,12 +128,33 @@ class LoadProcess {
   }
 }
 
-/** Runs one load to its end and returns its result line. */
-async function load(config: Partial<LoadConfig>): Promise<LoadResult> {
+/** User + system CPU of process `pid` so far, in milliseconds (fields 14 and 15 of /proc/<pid>/stat). */
+async function cpuMs(pid: number): Promise<number> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8')
+  // The command name (field 2) is in parentheses and may hold spaces: count fields after it.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+  return ((Number(fields[11]) + Number(fields[12])) * 1_000) / CLOCK_TICKS_PER_S
+}
+
+const sumCpuMs = async (pids: number[]): Promise<number> =>
+  (await Promise.all(pids.map(cpuMs))).reduce((a, b) => a + b, 0)
+
+/**
+ * Runs one load to its end and returns its result line, with the CPU the node processes `pids`
+ * spent per call acknowledged after the warm-up (Linux /proc; NaN elsewhere).
+ */
+async function load(
+  config: Partial<LoadConfig>,
+  pids: number[],
+): Promise<LoadResult & { nodeCpuMsPerCall: number }> {
   const p = new LoadProcess(config)
   try {
     const budget = (config.warmupMs ?? 0) + (config.durationMs ?? 0) + 120_000
-    return await p.result(budget)
+    const window = await p.next('window', budget)
+    const cpuBefore = await sumCpuMs(pids).catch(() => Number.NaN)
+    const r = await p.result(budget)
+    const cpuAfter = await sumCpuMs(pids).catch(() => Number.NaN)
+    return { ...r, nodeCpuMsPerCall: (cpuAfter - cpuBefore) / (r.acked - (window.acked ?? 0)) }
   } finally {
     await p.kill()
   }
@@ -176,13 +201,14 @@ async function allAlive(cluster: ProcessCluster): Promise<void> {
   )
 }
 
-function describe(r: LoadResult): string {
+function describe(r: LoadResult & { nodeCpuMsPerCall: number }): string {
   const errs = r.errors > 0 ? ` ${JSON.stringify(r.errorsBy)}` : ''
   return (
     `${r.concurrency} clients, ${r.ops} calls in ${(r.windowMs / 1_000).toFixed(1)} s: ` +
     `${r.opsPerS.toFixed(0)}/s, p50 ${r.p50Ms.toFixed(2)} ms, p90 ${r.p90Ms.toFixed(2)} ms, ` +
     `p99 ${r.p99Ms.toFixed(2)} ms, max ${r.maxMs.toFixed(1)} ms, ${r.retries} retried 503s, ` +
-    `${r.errors} errors${errs} (seed ${r.seed}, ${r.transport})`
+    `${r.errors} errors${errs}; node CPU ${r.nodeCpuMsPerCall.toFixed(2)} ms a call (3 nodes), ` +
+    `client CPU ${(r.clientCpuUsPerCall / 1_000).toFixed(2)} ms a call (seed ${r.seed}, ${r.transport})`
   )
 }
 
@@ -284,31 +310,33 @@ const run: BenchGroup = async ({ quick, log: say }) => {
       method: 'increment',
       transport: 'http' as const,
     }
-    const many = await load({ ...base, concurrency: clients, warmupMs: 3_000, durationMs, seed: SEED })
+    const pids = nodes.map((n) => n.proc.pid!)
+    const many = await load({ ...base, concurrency: clients, warmupMs: 3_000, durationMs, seed: SEED }, pids)
     say(`round-robin: ${describe(many)}`)
-    const direct = await load({
-      ...base,
-      concurrency: clients,
-      warmupMs: 1_000,
-      durationMs,
-      seed: SEED + 1,
-      route: 'leader',
-      leaders: await agreedLeaders(nodes, names),
-    })
+    const direct = await load(
+      {
+        ...base,
+        concurrency: clients,
+        warmupMs: 1_000,
+        durationMs,
+        seed: SEED + 1,
+        route: 'leader',
+        leaders: await agreedLeaders(nodes, names),
+      },
+      pids,
+    )
     say(`leader-direct: ${describe(direct)}`)
-    const one = await load({
-      ...base,
-      concurrency: 1,
-      warmupMs: 1_000,
-      durationMs: oneDurationMs,
-      seed: SEED + 2,
-    })
+    const one = await load(
+      { ...base, concurrency: 1, warmupMs: 1_000, durationMs: oneDurationMs, seed: SEED + 2 },
+      pids,
+    )
     say(`one client: ${describe(one)}`)
 
     const failovers: number[] = []
     for (let r = 0; r < failoverRuns; r++) failovers.push(await failoverRun(cluster, names[r]!, r, say))
     failovers.sort((a, b) => a - b)
 
+    const cores = availableParallelism()
     const note = `${clients} clients, ${ACTORS} actors in ${NAMESPACES} namespaces, round-robin over 3 gateways`
     const figures: BenchFigure[] = [
       {
@@ -355,6 +383,12 @@ const run: BenchGroup = async ({ quick, log: say }) => {
       },
       { key: 'cluster.write_p99_ms_leader_direct', value: round(direct.p99Ms, 2), unit: 'ms' },
       {
+        key: 'cluster.node_cpu_ms_per_write',
+        value: round(many.nodeCpuMsPerCall, 3),
+        unit: 'ms',
+        note: `CPU of the 3 nodes per call at ${clients} clients (${cores} cores: at most ~${Math.round((cores * 1_000) / many.nodeCpuMsPerCall)} calls/s while CPU-bound)`,
+      },
+      {
         key: 'cluster.write_p50_ms_1client',
         value: round(one.p50Ms, 3),
         unit: 'ms',
@@ -378,6 +412,10 @@ const run: BenchGroup = async ({ quick, log: say }) => {
       { key: 'cluster.failover_max_ms', value: Math.round(failovers[failovers.length - 1]!), unit: 'ms' },
     ]
     return figures
+  } catch (e) {
+    // The nodes log at warn level: what they said is the first thing to read when a run fails.
+    for (const n of cluster.nodes) say(`node ${n.peer.slice(-8)} output (tail):\n${n.output().slice(-4_000)}`)
+    throw e
   } finally {
     await cluster.stop()
   }
