@@ -68,7 +68,7 @@ export async function runRestoreCommand(
     if (start.length > 0) throw io.usage(`restore --node takes no start flags (got '${start[0]}')`)
     const answer = await rollbackNamespace(own.from, nodeUrl(own.node, io.usage), own.namespace, key, view)
     io.out.write(
-      `Restored namespace '${answer.namespace}' to its archived state (index ${answer.from.index}) at log index ${answer.index} on ${answer.replicas.length} replicas\n`,
+      `Restored namespace '${answer.namespace}' to its archived state (index ${answer.from.index}) at log index ${answer.index} on ${answer.replicas.length} replicas (staged in ${answer.stageMs} ms)\n`,
     )
     return
   }
@@ -93,6 +93,7 @@ interface RollbackAnswer {
   index: number
   from: { index: number; term: number }
   replicas: string[]
+  stageMs: number
 }
 
 /** Verifies the whole archive, then streams namespace `name`'s copy to the node's rollback route. */
