@@ -7,8 +7,9 @@
  *   records  type (u8) ‖ length (u32) ‖ payload, in this order:
  *            PART (JSON part header), DATA… (the part's bytes), … MANIFEST (JSON), END (SHA-256)
  *
- * END holds the SHA-256 of every byte before it (header and records), so a flipped bit anywhere is
- * found even where no part hash covers it; each part also carries its own SHA-256. Encrypted, the
+ * END holds the SHA-256 of every byte before it except DATA payloads (header, every record head,
+ * PART and MANIFEST payloads), and each part carries the SHA-256 of its bytes (in its PART record,
+ * which END covers): a flipped bit anywhere is found, and the bulk is hashed once. Encrypted, the
  * record stream is sealed in AES-256-GCM frames (node/backup/crypto.ts) after the cleartext header.
  * A file that ends before END (or, encrypted, before the final frame) is truncated.
  */
@@ -188,7 +189,8 @@ export class ArchiveWriter {
     const head = recordHead(type, payload.byteLength)
     if (type !== RecordType.End) {
       this.whole.update(head)
-      this.whole.update(payload)
+      // DATA is covered by its part's SHA-256, which END covers through the PART record.
+      if (type !== RecordType.Data) this.whole.update(payload)
     }
     this.pending.push(head, Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength))
     this.pendingBytes += head.byteLength + payload.byteLength
@@ -482,7 +484,7 @@ async function readRecord(
   if (length > ARCHIVE_RECORD_BYTES_MAX) throw corrupt(path, `a record claims ${length} bytes`)
   const payload = await source.exact(length)
   whole?.update(head)
-  whole?.update(payload)
+  if (type !== RecordType.Data) whole?.update(payload)
   return { type, payload }
 }
 

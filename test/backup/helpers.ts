@@ -70,7 +70,7 @@ export async function writeArchive(
 }
 
 /**
- * A plain archive built by hand, record by record, with a correct END hash: for input the writer
+ * A plain archive built by hand, record by record, with a correct END hash (DATA payloads excluded): for input the writer
  * refuses to produce (an escaping member name, a manifest that disagrees).
  */
 export async function writeRawArchive(
@@ -82,13 +82,16 @@ export async function writeRawArchive(
   Buffer.from([0x89, 0x41, 0x4d, 0x53, 0x4e, 0x41, 0x50, 0x0a]).copy(header)
   header.writeUInt16BE(version, 8)
   const body: Buffer[] = [header]
+  const whole = createHash('sha256').update(header)
   for (const [type, payload] of records) {
     const head = Buffer.alloc(5)
     head[0] = type
     head.writeUInt32BE(payload.byteLength, 1)
     body.push(head, Buffer.from(payload))
+    whole.update(head)
+    if (type !== RECORD.Data) whole.update(payload)
   }
-  const digest = createHash('sha256').update(Buffer.concat(body)).digest()
+  const digest = whole.digest()
   const end = Buffer.alloc(5)
   end[0] = 4
   end.writeUInt32BE(32, 1)
