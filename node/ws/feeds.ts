@@ -16,6 +16,7 @@
  */
 import type { Logger } from 'pino'
 import { comparePos, type Pos } from './events.js'
+import { type FeedClient, FeedEvent } from './feed-client.js'
 import type {
   PushAnswer,
   PushCursor,
@@ -26,45 +27,9 @@ import type {
   SubRequest,
   UnsubRequest,
 } from './protocol.js'
+import { DurationSamples } from './samples.js'
 
-/** A broadcast on its way to clients; clients render it once per encoding and share the bytes. */
-export class FeedEvent {
-  private readonly frames = new Map<string, Buffer>()
-  constructor(
-    readonly pos: Pos,
-    readonly data: Uint8Array,
-  ) {}
-
-  /** The frame for an encoding, built once. */
-  frame(encoding: string, build: (event: FeedEvent) => Buffer): Buffer {
-    let f = this.frames.get(encoding)
-    if (!f) {
-      f = build(this)
-      this.frames.set(encoding, f)
-    }
-    return f
-  }
-}
-
-/** Why a client cannot be served any more. */
-export type EndReason = { gone: Pos } | { slow: string } | { missing: string }
-
-/** A WebSocket connection as the hub sees it. */
-export interface FeedClient {
-  readonly ns: string
-  readonly actor: string
-  /** The cursor to resume after (`?after=`); undefined: from now on. */
-  readonly after: Pos | undefined
-  /** The next broadcast after the client's cursor. */
-  deliver(event: FeedEvent): void
-  /** Subscribed: every broadcast after `cursor` will follow. */
-  ready(cursor: Pos): void
-  /**
-   * The client cannot be served: the buffer no longer reaches back to its cursor (`gone`), it fell
-   * behind (`slow`), or its namespace was deleted (`missing`).
-   */
-  end(reason: EndReason): void
-}
+export { type EndReason, type FeedClient, FeedEvent } from './feed-client.js'
 
 export interface FeedHubOptions {
   /** How often sources are checked (leader moved, source dead), in milliseconds. */
@@ -148,6 +113,8 @@ export class FeedHub {
   private timer: NodeJS.Timeout | undefined
   private closed = false
   readonly options: FeedHubOptions
+  /** Milliseconds a push took to hand its broadcasts to every local client (the last 1,024 pushes). */
+  readonly deliverMs = new DurationSamples(1_024)
   readonly counters = {
     registrations: 0,
     registrationFailures: 0,
@@ -220,6 +187,8 @@ export class FeedHub {
 
   /** `ws.push` from a source: deliver what follows each feed's cursor; answer the cursors. */
   receivePush(from: string, req: PushRequest): PushAnswer {
+    const started = performance.now()
+    let delivered = false
     this.counters.pushesReceived++
     const nsf = this.namespaces.get(req.ns)
     const cursors: Array<[string, PushCursor]> = []
@@ -246,10 +215,12 @@ export class FeedHub {
           if (comparePos(pos, feed.cursor) <= 0) continue
           feed.cursor = pos
           this.deliver(feed, new FeedEvent(pos, data))
+          delivered = true
         }
       }
       cursors.push([f.actor, feed.cursor])
     }
+    if (delivered) this.deliverMs.add(performance.now() - started)
     return { cursors }
   }
 

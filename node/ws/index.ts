@@ -86,6 +86,8 @@ export interface WsStats {
   bufferedBytes: number
   /** The leader each namespace's feeds are registered with. */
   sources: Record<string, string>
+  /** Time a push took to reach every local client of its actors, over the last 1,024 pushes. */
+  deliver: { count: number; p50Ms: number; p99Ms: number; maxMs: number }
   counters: WsServer['counters'] & FeedHub['counters'] & FanoutServer['counters']
 }
 
@@ -185,6 +187,7 @@ export function createWsService(deps: WsDeps, options: WsOptions = {}): WsServic
         bufferedActors: e.actors,
         bufferedBytes: e.bytes,
         sources: h.sources,
+        deliver: feeds.deliverMs.summary(),
         counters: { ...server.counters, ...feeds.counters, ...fanout.counters },
       }
     },

@@ -14,11 +14,12 @@ import type { IncomingMessage } from 'node:http'
 import { STATUS_CODES } from 'node:http'
 import type { Duplex } from 'node:stream'
 import type { Logger } from 'pino'
-import { type WebSocket, WebSocketServer } from 'ws'
+import { WebSocket, WebSocketServer } from 'ws'
 import type { CallReply, CallRequest } from '../actor-host.js'
 import { httpError } from '../gateway.js'
 import { formatPos, type Pos, parsePos } from './events.js'
 import type { EndReason, FeedClient, FeedEvent, FeedHub } from './feeds.js'
+import { base64EventFrame, type OutFrame, outFrame, textEventFrame, utf8 } from './frames.js'
 
 export interface WsServerOptions {
   /** Open WebSocket connections per node. */
@@ -56,7 +57,6 @@ export interface WsServerDeps {
 }
 
 const ROUTE = /^\/v1\/(?:ns|namespaces)\/([^/]+)\/actors\/([^/]+)\/ws$/
-const strictUtf8 = new TextDecoder('utf-8', { fatal: true })
 
 /** Accepts upgrades and runs the connections (see the file comment). */
 export class WsServer {
@@ -243,7 +243,7 @@ class Connection implements FeedClient {
   }
 
   ready(cursor: Pos): void {
-    this.send(Buffer.from(JSON.stringify({ ready: true, pos: formatPos(cursor) })))
+    this.sendJson({ ready: true, pos: formatPos(cursor) })
   }
 
   end(reason: EndReason): void {
@@ -261,15 +261,11 @@ class Connection implements FeedClient {
     }
     this.server.counters.gone++
     const since = formatPos(reason.gone)
-    this.send(
-      Buffer.from(
-        JSON.stringify({
-          error: 'ACTORMESH_EVENTS_GONE',
-          message: `The event buffer of actor '${this.actor}' reaches back only to ${since}; resubscribe without 'after' (and reload the actor's state)`,
-          since,
-        }),
-      ),
-    )
+    this.sendJson({
+      error: 'ACTORMESH_EVENTS_GONE',
+      message: `The event buffer of actor '${this.actor}' reaches back only to ${since}; resubscribe without 'after' (and reload the actor's state)`,
+      since,
+    })
     this.close(CLOSE_EVENTS_GONE, 'events gone')
   }
 
@@ -363,18 +359,28 @@ class Connection implements FeedClient {
   }
 
   /** Sends unless the socket's unsent bytes would pass `sendQueueBytesMax` (one frame always fits). */
-  private send(frame: Buffer): void {
+  /**
+   * Sends unless the socket's unsent bytes would pass `sendQueueBytesMax` (one frame always fits
+   * an empty queue). A frame built once for every socket is written to the socket as it is: `ws`
+   * writes each frame straight to its socket when permessage-deflate is off (this server never
+   * negotiates it), so this keeps frame order, and one header for all sockets instead of one per
+   * send roughly halves the cost of a send (333 sockets: 7.5–15 ms of CPU with `ws.send`, 5–7.7 ms
+   * written as built, on the 2-core test machine).
+   */
+  private send(out: OutFrame): void {
     if (this.closed) return
     const queued = this.ws.bufferedAmount
-    if (queued > 0 && queued + frame.byteLength > this.server.options.sendQueueBytesMax) {
+    if (queued > 0 && queued + out.framed.byteLength > this.server.options.sendQueueBytesMax) {
       this.slow(`${queued} bytes unsent, over sendQueueBytesMax '${this.server.options.sendQueueBytesMax}'`)
       return
     }
-    this.ws.send(frame, { binary: false })
+    const socket = (this.ws as unknown as { _socket?: Duplex })._socket
+    if (socket?.writable && this.ws.readyState === WebSocket.OPEN) socket.write(out.framed)
+    else this.ws.send(out.payload, { binary: false })
   }
 
   private sendJson(v: unknown): void {
-    this.send(Buffer.from(JSON.stringify(v)))
+    this.send(outFrame(Buffer.from(JSON.stringify(v))))
   }
 
   /** `{[name]: text}` when the bytes are UTF-8 and the socket takes text, else base64 with `encoding`. */
@@ -421,35 +427,4 @@ class Connection implements FeedClient {
       },
     }
   }
-}
-
-/**
- * The bytes as text when they are UTF-8 without control characters (tab, newline and return
- * allowed); otherwise undefined, and they travel as base64 — binary data that happens to decode,
- * such as zeros, would grow sixfold as JSON escapes. A byte below 0x20 is never part of a
- * multi-byte UTF-8 sequence, so checking bytes is exact.
- */
-function utf8(bytes: Uint8Array): string | undefined {
-  for (const b of bytes) if (b < 0x20 && b !== 0x09 && b !== 0x0a && b !== 0x0d) return undefined
-  try {
-    return strictUtf8.decode(bytes)
-  } catch {
-    return undefined
-  }
-}
-
-function textEventFrame(e: FeedEvent): Buffer {
-  const text = utf8(e.data)
-  if (text !== undefined) return Buffer.from(JSON.stringify({ event: text, pos: formatPos(e.pos) }))
-  return base64EventFrame(e)
-}
-
-function base64EventFrame(e: FeedEvent): Buffer {
-  return Buffer.from(
-    JSON.stringify({
-      event: Buffer.from(e.data).toString('base64'),
-      encoding: 'base64',
-      pos: formatPos(e.pos),
-    }),
-  )
 }
