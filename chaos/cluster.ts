@@ -8,7 +8,9 @@ import { createWriteStream, type WriteStream } from 'node:fs'
 import { mkdir } from 'node:fs/promises'
 import { createServer } from 'node:net'
 import { join } from 'node:path'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import type { FaultTable } from '../node/chaos.js'
+import { loadOrCreatePeerKey } from '../node/p2p/peer-key.js'
 import { getJson } from './http.js'
 
 const root = join(import.meta.dirname, '..')
@@ -72,6 +74,7 @@ process.once('exit', () => {
 export class ChaosCluster {
   readonly nodes: ChaosNode[] = []
   private readonly logs = new Map<number, WriteStream>()
+  private started = false
 
   constructor(private readonly options: ChaosClusterOptions) {
     live.add(this)
@@ -85,16 +88,30 @@ export class ChaosCluster {
     }
   }
 
-  /** Starts `count` nodes: the first alone, then the others at once, seeded with the first. */
+  /**
+   * Starts `count` nodes at once: their peer keys are made first, so every address is known in
+   * advance; the first node bootstraps the cluster (no seeds), the others are seeded with it and
+   * keep dialling until it is up.
+   */
   async start(count: number): Promise<void> {
     await mkdir(this.options.dir, { recursive: true })
     await mkdir(this.options.logDir, { recursive: true })
-    await this.add()
-    await Promise.all(Array.from({ length: count - 1 }, () => this.add()))
+    const nodes: ChaosNode[] = []
+    for (let i = 0; i < count; i++) nodes.push(await this.reserve())
+    await Promise.all(nodes.map((n, i) => this.launch(n, i === 0 ? [] : [nodes[0]!.addr])))
+    this.started = true
   }
 
   /** Adds a new node (fresh data dir), seeded with every node that is up. */
   async add(): Promise<ChaosNode> {
+    const node = await this.reserve()
+    await this.launch(node, this.seeds(node))
+    if (this.started) this.options.onEvent?.({ kind: 'add', node: node.index })
+    return node
+  }
+
+  /** A new node slot: index, data dir with a fresh peer key, free ports; not started. */
+  private async reserve(): Promise<ChaosNode> {
     // The slot is taken before any await: concurrent adds get distinct indexes and data dirs.
     const index = this.nodes.length
     const node: ChaosNode = {
@@ -113,8 +130,15 @@ export class ChaosCluster {
     this.nodes.push(node)
     node.httpPort = await freePort()
     node.p2pPort = await freePort()
-    await this.launch(node)
+    // The node would make this key on first start; making it here tells us its peer id now.
+    node.peer = peerIdFromPrivateKey(await loadOrCreatePeerKey(node.dataDir)).toString()
+    node.addr = `/ip4/127.0.0.1/tcp/${node.p2pPort}/p2p/${node.peer}`
+    node.url = `http://127.0.0.1:${node.httpPort}`
     return node
+  }
+
+  private seeds(node: ChaosNode): string[] {
+    return this.nodes.filter((n) => n !== node && n.state === 'up').map((n) => n.addr)
   }
 
   /** Nodes currently up (not killed, paused or removed). */
@@ -143,7 +167,7 @@ export class ChaosCluster {
   /** Starts a killed node again on its data dir and ports. */
   async restart(node: ChaosNode): Promise<void> {
     if (node.state !== 'killed') return
-    await this.launch(node)
+    await this.launch(node, this.seeds(node))
     this.options.onEvent?.({ kind: 'restart', node: node.index })
   }
 
@@ -191,8 +215,7 @@ export class ChaosCluster {
     live.delete(this)
   }
 
-  private async launch(node: ChaosNode): Promise<void> {
-    const seeds = this.nodes.filter((n) => n !== node && n.state === 'up' && n.addr).map((n) => n.addr)
+  private async launch(node: ChaosNode, seeds: string[]): Promise<void> {
     const args = [
       cli,
       'start',
@@ -224,7 +247,6 @@ export class ChaosCluster {
     node.proc = proc
     node.tail = () => tail
     node.exited = new Promise((r) => proc.once('exit', (code) => r(code)))
-    node.url = `http://127.0.0.1:${node.httpPort}`
     const deadline = Date.now() + NODE_START_TIMEOUT_MS
     for (;;) {
       if (proc.exitCode !== null) throw new Error(`Node ${node.index} exited while starting:\n${tail}`)

@@ -44,6 +44,8 @@ export interface RunOptions {
   /** After the faults heal, every namespace must have a leader and take writes within this long. */
   recoveryBoundMs: number
   timing?: ClientTiming
+  /** Register reads with `?consistency=stale`: not linearizable, so the run must fail (a self-check). */
+  staleReads?: boolean
   /** Progress lines. */
   log: (line: string) => void
 }
@@ -80,15 +82,19 @@ export async function runScenario(opts: RunOptions): Promise<RunResult> {
         : [],
     onEvent: (e) => nodeEvents.push({ ...e, time: history.now() }),
   })
-  const workloads = [registerWorkload(), listWorkload(), counterWorkload()]
+  const workloads = [
+    registerWorkload(4, { staleReads: opts.staleReads === true }),
+    listWorkload(),
+    counterWorkload(),
+  ]
   const monitor = new StatusMonitor(cluster, () => history.now())
   const stats: ClientStats = { attempts: 0, retries: 0, errors: {} }
   let passed = false
   try {
-    opts.log(`starting ${opts.nodes} nodes`)
     await cluster.start(opts.nodes)
+    opts.log(`${opts.nodes} nodes up at ${Math.round(history.now())} ms`)
     await setup(cluster, workloads, Math.min(3, opts.nodes), opts.seed)
-    opts.log('namespaces created and deployed; clients start')
+    opts.log(`namespaces created, modules deployed at ${Math.round(history.now())} ms; clients start`)
     monitor.start()
     let stop = false
     const runTag = `s${opts.seed}-${Date.now().toString(36)}`

@@ -58,9 +58,14 @@ const plan = (
   write,
 })
 
-/** Read / write / compare-and-set registers (examples/register); every written value is unique. */
-export function registerWorkload(actors = 4): Workload {
-  const read = (a: string) => plan('register', a, 'read', null, 'read', '', false)
+/**
+ * Read / write / compare-and-set registers (examples/register); every written value is unique.
+ * With `staleReads` the reads ask for `?consistency=stale` (served from the nearest replica, not
+ * linearizable): a run that must fail, which checks the whole pipeline end to end.
+ */
+export function registerWorkload(actors = 4, options: { staleReads?: boolean } = {}): Workload {
+  const method = options.staleReads ? 'read?consistency=stale' : 'read'
+  const read = (a: string) => plan('register', a, 'read', null, method, '', false)
   return {
     name: 'register',
     namespace: 'chaos-reg',
