@@ -6,9 +6,9 @@ import type { Logger } from 'pino'
 import { createMultiRaft, type MultiRaft, NONE, type Status } from '../consensus/index.js'
 import { openRaftLogStore } from '../storage/index.js'
 import { ActorHost, type ActorHostOptions } from './actor-host.js'
-import { ChaosFaults, chaosAddressProblem, chaosRoutes } from './chaos.js'
 import { BackupAdmin } from './backup/routes.js'
 import { SYSTEM_GROUP } from './catalog.js'
+import { ChaosFaults, chaosAddressProblem, chaosRoutes } from './chaos.js'
 import { createGateway, listen } from './gateway.js'
 import { Membership, type MembershipOptions } from './membership.js'
 import { createHost, type Host } from './p2p/host.js'
@@ -207,7 +207,10 @@ export async function startMeshNode(
         ? { replicaDeadTimeoutMs: config.replicaDeadTimeoutMs }
         : {}),
       namespaceHooks: {
-        restored: (ns, machine) => actors.onRestored(ns, machine),
+        restored: (ns, machine, index) => {
+          ws.onRestored(ns, index)
+          return actors.onRestored(ns, machine)
+        },
         applied: (ns, entries) => {
           actors.onApplied(ns, entries)
           ws.onApplied(ns, entries)

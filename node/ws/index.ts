@@ -64,6 +64,12 @@ export interface WsService {
    * buffer restarts at the installed copy's applied index (the namespace group's `installed` hook).
    */
   onInstalled(ns: string, machine: NamespaceStateMachine): void
+  /**
+   * A restore entry at `index` rolled the namespace's state back (the `restored` hook): the
+   * broadcasts before it describe a history that no longer holds, so the buffer restarts there and
+   * every socket behind it is told `ACTORMESH_EVENTS_GONE` (reload the actor's state).
+   */
+  onRestored(ns: string, index: number): void
   /** Entries a hosted namespace applied (the namespace group's `applied` hook). */
   onApplied(ns: string, entries: AppliedEntry[]): void
   /** The HTTP server's `upgrade` event. */
@@ -154,6 +160,11 @@ export function createWsService(deps: WsDeps, options: WsOptions = {}): WsServic
       const since = machine.store.applied().index
       events.reset(ns, since)
       log.info({ ns, since }, 'event buffer restarted after a snapshot install')
+    },
+    onRestored(ns, index) {
+      if (!events.has(ns)) return
+      events.reset(ns, index)
+      log.info({ ns, since: index }, 'event buffer restarted after a restore')
     },
     onApplied(ns, entries) {
       if (!events.has(ns)) return

@@ -355,6 +355,29 @@ describe('WebSocket server', () => {
     )
   })
 
+  it('tells sockets behind a restore that their events are gone; later sockets follow the restored actor', async () => {
+    const node = await startNode()
+    const before = new Client(route(node, 'room'))
+    await before.ready()
+    node.broadcast('room', new TextEncoder().encode('old'))
+    await waitFor(
+      () => before.events().length === 1,
+      () => 'the first event',
+    )
+    node.ws.onRestored('ns', 2) // the restore entry is index 2
+    node.broadcast('room', new TextEncoder().encode('ignored')) // index 2: applied before the restore
+    node.broadcast('room', new TextEncoder().encode('new'))
+    expect(await before.closedWith()).toEqual({ code: 4410, reason: 'events gone' })
+    expect(before.frames.at(-1)).toMatchObject({ error: 'ACTORMESH_EVENTS_GONE', since: '2' })
+    const after = new Client(route(node, 'room', '?after=2'))
+    await after.ready()
+    await waitFor(
+      () => after.events().length === 1,
+      () => 'the event after the restore',
+    )
+    expect(after.events()).toEqual([{ event: 'new', pos: '3.0' }])
+  })
+
   it('closes the sockets of a namespace that was deleted with 4404', async () => {
     const node = await startNode()
     const c = new Client(route(node, 'room'))
