@@ -173,9 +173,11 @@ export function buildReport(input: ReportInput): Report {
     {
       name: 'recovery',
       passed: input.recovery.ok,
-      detail: input.recovery.ok
-        ? `every namespace led and written ${input.recovery.ms} ms after the heal (bound ${input.recovery.boundMs} ms)`
-        : `not every namespace had a leader and took a write within ${input.recovery.boundMs} ms of the heal`,
+      detail: `${
+        input.recovery.ok
+          ? `_system led, every namespace written ${input.recovery.ms} ms after the heal (bound ${input.recovery.boundMs} ms)`
+          : `not every group recovered within ${input.recovery.boundMs} ms of the heal`
+      }; ms per group: ${JSON.stringify(input.recovery.groups)}`,
     },
     {
       name: 'final reads',
