@@ -188,6 +188,32 @@ function expectExactlyAfter(client: Client, truth: Array<{ pos: Pos; data: strin
 
 const tick = () => new Promise((r) => setTimeout(r, 1))
 
+describe('the source side', () => {
+  it('refuses interests beyond interestsMax, forgets a dead node, and serves only as leader', () => {
+    const events = new EventLog()
+    events.reset(NS, 0)
+    let leader = 'n0'
+    const fanout = new FanoutServer(
+      { self: 'n0', events, leader: () => leader, log, push: () => new Promise(() => {}) },
+      { interestsMax: 2 },
+    )
+    const sub = (peer: string, actor: string) =>
+      fanout.subscribe(peer, { ns: NS, feeds: [{ actor, after: null }] })
+    expect(sub('n1', 'a')).toEqual({ feeds: [{ actor: 'a', cursor: parsePos('0') }] })
+    sub('n2', 'a')
+    sub('n1', 'a') // a re-registration takes no new room
+    expect(() => sub('n2', 'b')).toThrow(expect.objectContaining({ code: 'ACTORMESH_WS_INTERESTS_MAX' }))
+    fanout.peerGone('n2')
+    expect(fanout.stats()).toEqual({ interests: 1, subscribers: 1 })
+    sub('n2', 'b')
+    leader = 'n1'
+    expect(() => sub('n2', 'c')).toThrow(
+      expect.objectContaining({ code: 'ACTORMESH_NOT_LEADER', details: { leader: 'n1' } }),
+    )
+    fanout.close()
+  })
+})
+
 describe('fan-out between nodes', () => {
   it('delivers every broadcast once, in commit order, to clients on every node through leader changes', async () => {
     for (const seed of [1, 2, 3, 4, 5]) {

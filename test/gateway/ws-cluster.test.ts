@@ -281,6 +281,20 @@ describe('WebSocket fan-out through a leader failover', () => {
     }
     const killedClients = clients.filter((c) => c.node === leader)
     expect(killedClients.every((c) => c.closed !== undefined)).toBe(true)
+    // The new leader holds the interests of both survivors; when the other one dies, membership
+    // declares it dead and the leader forgets its interest.
+    const newLeader = await waitFor(
+      async () => {
+        for (const n of survivors) if ((await wsStatus(n)).interests === 2) return n
+        return undefined
+      },
+      () => 'the new leader to hold both survivors’ interests',
+    )
+    await cluster.kill(survivors.find((n) => n !== newLeader)!)
+    await waitFor(
+      async () => (await wsStatus(newLeader)).interests === 1,
+      () => 'the dead node’s interest to be forgotten',
+    )
     for (const c of clients) c.close()
   }, 240_000)
 })
