@@ -25,10 +25,10 @@ import {
   WS_SUB,
   WS_UNSUB,
 } from './protocol.js'
-import { WsServer, type WsServerOptions } from './server.js'
+import { type Refusal, WsServer, type WsServerOptions } from './server.js'
 
 export { END, formatPos, type Pos, parsePos } from './events.js'
-export { CLOSE_EVENTS_GONE, WS_SERVER_DEFAULTS, type WsServerOptions } from './server.js'
+export { CLOSE_EVENTS_GONE, type Refusal, WS_SERVER_DEFAULTS, type WsServerOptions } from './server.js'
 
 /** Every limit of the fan-out, by part; each has a default. */
 export interface WsOptions {
@@ -52,6 +52,8 @@ export interface WsDeps {
   alive(peer: string): boolean
   /** Runs a call wherever it must run (the router). */
   call(req: CallRequest): Promise<CallReply>
+  /** Access control for upgrades, as for the gateway's HTTP routes (none: every upgrade is let in). */
+  authorize?(req: IncomingMessage, ns: string): Refusal | undefined
   log: Logger
 }
 
@@ -140,7 +142,13 @@ export function createWsService(deps: WsDeps, options: WsOptions = {}): WsServic
   )
   const feeds = hub
   const server = new WsServer(
-    { hub: feeds, call: deps.call, namespaceExists: (ns) => deps.voters(ns) !== undefined, log },
+    {
+      hub: feeds,
+      call: deps.call,
+      namespaceExists: (ns) => deps.voters(ns) !== undefined,
+      ...(deps.authorize ? { authorize: deps.authorize } : {}),
+      log,
+    },
     options.server,
   )
   deps.rpc.handle(WS_SUB, async (from, p) => fanout.subscribe(from, checkSubRequest(p)))

@@ -49,10 +49,19 @@ export const WS_SERVER_DEFAULTS: WsServerOptions = {
 export const CLOSE_EVENTS_GONE = 4410
 export const CLOSE_NAMESPACE_GONE = 4404
 
+/** An HTTP answer instead of an upgrade. */
+export interface Refusal {
+  status: number
+  code: string
+  message: string
+}
+
 export interface WsServerDeps {
   hub: FeedHub
   call(req: CallRequest): Promise<CallReply>
   namespaceExists(ns: string): boolean
+  /** Access control for the upgrade request (the gateway's token check); a refusal is answered as HTTP. */
+  authorize?(req: IncomingMessage, ns: string): Refusal | undefined
   log: Logger
 }
 
@@ -117,6 +126,11 @@ export class WsServer {
     }
     if (!this.deps.namespaceExists(target.ns)) {
       this.refuse(socket, 404, 'ACTORMESH_NAMESPACE_NOT_FOUND', `No namespace '${target.ns}'`)
+      return
+    }
+    const denied = this.deps.authorize?.(req, target.ns)
+    if (denied) {
+      this.refuse(socket, denied.status, denied.code, denied.message)
       return
     }
     if (!this.deps.hub.canAttach(target.ns, target.actor)) {

@@ -74,6 +74,10 @@ async function startNode(options: WsOptions = {}, startIndex = 0): Promise<Node>
       voters: (ns) => (namespaces.has(ns) ? ['n0'] : undefined),
       alive: () => true,
       call,
+      authorize: (req) =>
+        req.headers.authorization === 'Bearer nope'
+          ? { status: 401, code: 'ACTORMESH_UNAUTHORIZED', message: 'Bad token' }
+          : undefined,
       log,
     },
     options,
@@ -101,8 +105,8 @@ class Client {
   closed: { code: number; reason: string } | undefined
   readonly ws: WebSocket
   readonly opened: Promise<void>
-  constructor(url: string) {
-    this.ws = new WebSocket(url)
+  constructor(url: string, options: WebSocket.ClientOptions = {}) {
+    this.ws = new WebSocket(url, options)
     sockets.push(this.ws)
     this.ws.on('message', (data) => this.frames.push(JSON.parse(String(data)) as Record<string, unknown>))
     this.ws.on('close', (code, reason) => {
@@ -211,7 +215,7 @@ describe('WebSocket server', () => {
     expect(c.events()[0]).toEqual({ event: 'aGk=', encoding: 'base64', pos: '1.0' })
   })
 
-  it('refuses an unknown namespace, a bad position and a bad encoding before upgrading', async () => {
+  it('refuses an unknown namespace, a bad position or encoding, and an unauthorized request before upgrading', async () => {
     const node = await startNode()
     await expect(new Client(`${node.url}/v1/ns/missing/actors/a/ws`).opened).rejects.toMatchObject({
       status: 404,
@@ -225,6 +229,9 @@ describe('WebSocket server', () => {
     await expect(new Client(`${node.url}/v1/ns/ns/actors/a/nows`).opened).rejects.toMatchObject({
       status: 404,
     })
+    await expect(
+      new Client(route(node, 'a'), { headers: { authorization: 'Bearer nope' } }).opened,
+    ).rejects.toMatchObject({ status: 401, body: { code: 'ACTORMESH_UNAUTHORIZED' } })
   })
 
   it('closes only the socket that sends a malformed frame, a binary frame or an oversized message', async () => {
