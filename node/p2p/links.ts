@@ -270,24 +270,31 @@ export class PeerLinks {
   private attach(link: Link, stream: Stream): void {
     link.stream = stream
     link.backoffMs = this.reconnectMinMs
-    stream.addEventListener('close', () => {
-      if (link.stream !== stream) return
-      link.stream = undefined
-      this.onDown(link.peer)
-      this.scheduleReconnect(link)
-      // Nothing to deliver and no reconnect due: forget the peer, so the map holds only peers we
-      // are talking to (the next frame or inbound stream creates the entry again).
-      if (
-        !link.reconnectTimer &&
-        !link.opening &&
-        link.queue.length === 0 &&
-        this.links.get(link.peer) === link
-      ) {
-        this.links.delete(link.peer)
-      }
-    })
+    stream.addEventListener('close', () => this.streamGone(link, stream))
     void this.readLoop(link, stream)
     void this.flush(link)
+  }
+
+  /**
+   * `stream` closed: the link reconnects. Also called when reading or writing fails, because a
+   * stream that closed before it was attached (the other end dropped a duplicate) never fires
+   * 'close' here, and the link would otherwise fail every frame on it forever.
+   */
+  private streamGone(link: Link, stream: Stream): void {
+    if (link.stream !== stream) return
+    link.stream = undefined
+    this.onDown(link.peer)
+    this.scheduleReconnect(link)
+    // Nothing to deliver and no reconnect due: forget the peer, so the map holds only peers we
+    // are talking to (the next frame or inbound stream creates the entry again).
+    if (
+      !link.reconnectTimer &&
+      !link.opening &&
+      link.queue.length === 0 &&
+      this.links.get(link.peer) === link
+    ) {
+      this.links.delete(link.peer)
+    }
   }
 
   private async readLoop(link: Link, stream: Stream): Promise<void> {
@@ -302,6 +309,7 @@ export class PeerLinks {
       if (link.stream === stream) {
         this.log.debug({ peer: link.peer, err: String(e) }, 'link stream ended')
         stream.abort(e instanceof Error ? e : new Error(String(e)))
+        this.streamGone(link, stream)
       }
     }
   }
@@ -322,6 +330,8 @@ export class PeerLinks {
         } catch (e) {
           this.counters.framesDropped++
           this.log.debug({ peer: link.peer, err: String(e) }, 'link write failed')
+          stream.abort(e instanceof Error ? e : new Error(String(e)))
+          this.streamGone(link, stream)
           break
         }
       }
