@@ -53,16 +53,21 @@ export interface ChaosClusterOptions {
   onEvent?: (event: { kind: string; node: number; detail?: string }) => void
 }
 
-/** Free TCP port on loopback (bound and released; a tiny window for another process to take it). */
+/** Ports are drawn below the OS's ephemeral range, which other processes' port-0 binds use. */
+const PORT_MIN = 20_000
+const PORT_MAX = 32_000
+
+/** A TCP port on loopback that is free now (a tiny window remains for another process to take it). */
 async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer()
-    srv.once('error', reject)
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as { port: number }).port
-      srv.close(() => resolve(port))
+  for (;;) {
+    const port = PORT_MIN + Math.floor(Math.random() * (PORT_MAX - PORT_MIN))
+    const free = await new Promise<boolean>((resolve) => {
+      const srv = createServer()
+      srv.once('error', () => resolve(false))
+      srv.listen(port, '127.0.0.1', () => srv.close(() => resolve(true)))
     })
-  })
+    if (free) return port
+  }
 }
 
 /** Clusters with processes that may still run: killed when the harness itself exits. */
@@ -215,7 +220,27 @@ export class ChaosCluster {
     live.delete(this)
   }
 
+  /**
+   * Starts the node's process and waits until it answers as itself. A port taken meanwhile by
+   * another process (the node exits with EADDRINUSE) is replaced by a fresh one, up to 3 times.
+   */
   private async launch(node: ChaosNode, seeds: string[]): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.spawnNode(node, seeds)
+        node.state = 'up'
+        return
+      } catch (e) {
+        if (attempt >= 3 || !/EADDRINUSE/.test(node.tail())) throw e
+        node.httpPort = await freePort()
+        node.p2pPort = await freePort()
+        node.addr = `/ip4/127.0.0.1/tcp/${node.p2pPort}/p2p/${node.peer}`
+        node.url = `http://127.0.0.1:${node.httpPort}`
+      }
+    }
+  }
+
+  private async spawnNode(node: ChaosNode, seeds: string[]): Promise<void> {
     const args = [
       cli,
       'start',
@@ -255,16 +280,11 @@ export class ChaosCluster {
         throw new Error(`Node ${node.index} did not come up within ${NODE_START_TIMEOUT_MS} ms:\n${tail}`)
       }
       const members = (await getJson(`${node.url}/v1/members`, 1_000).catch(() => undefined)) as
-        | { self: { peer: string; addrs: string[] } }
+        | { self: { peer: string } }
         | undefined
-      if (members) {
-        node.peer = members.self.peer
-        node.addr =
-          members.self.addrs.find((a) => a.includes(`/tcp/${node.p2pPort}/`)) ?? members.self.addrs[0]!
-        break
-      }
+      // Another process on this port would answer as another peer: not ours.
+      if (members?.self.peer === node.peer) return
       await new Promise((r) => setTimeout(r, 100))
     }
-    node.state = 'up'
   }
 }
