@@ -73,6 +73,45 @@ function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!
 }
 
+/** Attempts to open one socket before the run gives up (a loaded machine resets some handshakes). */
+const OPEN_ATTEMPTS_MAX = 5
+
+/** Opens client `c`'s socket and resolves once it is ready; its deliveries go into `delivered`. */
+function openOne(
+  config: WsLoadConfig,
+  c: number,
+  delivered: Float64Array[],
+  counts: Uint32Array,
+): Promise<WebSocket> {
+  const base = config.urls[c % config.urls.length]!.replace(/^http/, 'ws')
+  const ws = new WebSocket(`${base}/v1/ns/${config.ns}/actors/${config.actor}/ws`, {
+    perMessageDeflate: false,
+    skipUTF8Validation: true,
+  })
+  return new Promise((resolve, reject) => {
+    let ready = false
+    ws.once('error', reject)
+    ws.on('message', (data: Buffer) => {
+      const post = postNumber(data)
+      if (post >= 0) {
+        const row = delivered[post]
+        if (!row) return
+        if (row[c] === 0) row[c] = performance.now()
+        else counts[1]!++
+        return
+      }
+      if (data.subarray(0, READY_MARKER.length).equals(READY_MARKER)) {
+        ready = true
+        resolve(ws)
+      }
+    })
+    ws.once('close', (code) => {
+      if (ready) counts[2]!++
+      reject(new Error(`socket ${c} closed with ${code}`))
+    })
+  })
+}
+
 async function openAll(
   config: WsLoadConfig,
   delivered: Float64Array[],
@@ -80,36 +119,22 @@ async function openAll(
 ): Promise<WebSocket[]> {
   const sockets: WebSocket[] = []
   for (let i = 0; i < config.clients; i += config.openBatch) {
-    const batch: Array<Promise<void>> = []
+    const batch: Array<Promise<WebSocket>> = []
     for (let c = i; c < Math.min(config.clients, i + config.openBatch); c++) {
-      const base = config.urls[c % config.urls.length]!.replace(/^http/, 'ws')
-      const ws = new WebSocket(`${base}/v1/ns/${config.ns}/actors/${config.actor}/ws`, {
-        perMessageDeflate: false,
-        skipUTF8Validation: true,
-      })
-      sockets.push(ws)
       batch.push(
-        new Promise((resolve, reject) => {
-          ws.once('error', reject)
-          ws.on('message', (data: Buffer) => {
-            const post = postNumber(data)
-            if (post >= 0) {
-              const row = delivered[post]
-              if (!row) return
-              if (row[c] === 0) row[c] = performance.now()
-              else counts[1]!++
-              return
+        (async () => {
+          for (let attempt = 1; ; attempt++) {
+            try {
+              return await openOne(config, c, delivered, counts)
+            } catch (e) {
+              if (attempt >= OPEN_ATTEMPTS_MAX) throw e
+              await new Promise((r) => setTimeout(r, 100 * attempt))
             }
-            if (data.subarray(0, READY_MARKER.length).equals(READY_MARKER)) resolve()
-          })
-          ws.once('close', (code) => {
-            counts[2]!++
-            reject(new Error(`socket ${c} closed with ${code}`))
-          })
-        }),
+          }
+        })(),
       )
     }
-    await Promise.all(batch)
+    sockets.push(...(await Promise.all(batch)))
   }
   return sockets
 }

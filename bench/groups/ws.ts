@@ -98,7 +98,7 @@ const run: BenchGroup = async ({ quick, log: say }) => {
         ns: 'chat',
         actor: 'lobby',
         clients,
-        openBatch: 500,
+        openBatch: 250,
         posts,
         intervalMs,
         drainTimeoutMs: 60_000,
@@ -133,7 +133,7 @@ const run: BenchGroup = async ({ quick, log: say }) => {
         key: 'ws.open_s',
         value: round(r.openMs / 1_000),
         unit: 's',
-        note: `${r.clients} sockets, 500 at a time`,
+        note: `${r.clients} sockets, 250 at a time`,
       },
       {
         key: 'ws.node_deliver_p99_ms',
