@@ -90,6 +90,24 @@ async function reachable(from: Peer, to: Peer): Promise<void> {
   }
 }
 
+/**
+ * One request from `from` to `to`, asked again when it or its answer is lost (as the puller does):
+ * the link may still be settling on one stream, and frames written into the losing one are lost.
+ * Requests that make the source copy a database get one long attempt instead (asking again would
+ * pile copies up on a loaded machine).
+ */
+async function send(from: Peer, to: Peer, method: string, payload: unknown): Promise<unknown> {
+  const copies = method === 'ns.snap.open' && (to.stores.get(NS)?.applied().index ?? -1) >= 0
+  const [timeoutMs, attempts] = copies ? [30_000, 1] : [3_000, 5]
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await from.rpc.request(to.id, method, payload, { timeoutMs })
+    } catch (e) {
+      if ((e as RpcError).code !== 'ACTORMESH_RPC_TIMEOUT' || attempt >= attempts) throw e
+    }
+  }
+}
+
 /** A small seeded generator (mulberry32). */
 function seeded(seed: number): (n: number) => number {
   let a = seed >>> 0
@@ -150,7 +168,10 @@ describe('namespace snapshot flow', () => {
     const marker = encodeSnapshotMarker({ namespace: NS, index: 30, term: 1, maker: a.id })
     expect(decodeSnapshotMarker(marker)).toEqual({ namespace: NS, index: 30, term: 1, maker: a.id })
     const progress: number[] = []
-    const pull = await fetchNamespaceSnapshot(b.rpc, a.id, NS, 30, {
+    const retrying = {
+      request: (_peer: string, method: string, payload: unknown) => send(b, a, method, payload),
+    }
+    const pull = await fetchNamespaceSnapshot(retrying, a.id, NS, 30, {
       onProgress: (p) => progress.push(p.bytes),
     })
     expect(pull.meta.index).toBe(40) // the source's applied point, at or above the asked index
@@ -184,21 +205,21 @@ describe('namespace snapshot flow', () => {
     await reachable(b, a)
     await reachable(c, a)
     await hostNamespace(a, 10)
-    const bad = await b.rpc.request(a.id, 'ns.snap.chunk', { id: 'nope', n: 0 }).catch((e: unknown) => e)
+    const bad = await send(b, a, 'ns.snap.chunk', { id: 'nope', n: 0 }).catch((e: unknown) => e)
     expect(codeOf(bad)).toBe('ACTORMESH_SNAPSHOT_SESSION')
-    const { id } = (await b.rpc.request(a.id, 'ns.snap.open', { ns: NS, minIndex: 1 })) as { id: string }
-    const skipped = await b.rpc.request(a.id, 'ns.snap.chunk', { id, n: 2 }).catch((e: unknown) => e)
+    const { id } = (await send(b, a, 'ns.snap.open', { ns: NS, minIndex: 1 })) as { id: string }
+    const skipped = await send(b, a, 'ns.snap.chunk', { id, n: 2 }).catch((e: unknown) => e)
     expect(codeOf(skipped)).toBe('ACTORMESH_SNAPSHOT_SESSION')
     expect((skipped as Error).message).toContain('the next chunk is 0')
-    const first = (await b.rpc.request(a.id, 'ns.snap.chunk', { id, n: 0 })) as { data: Uint8Array }
+    const first = (await send(b, a, 'ns.snap.chunk', { id, n: 0 })) as { data: Uint8Array }
     // A retried request (its answer was lost) gets the same chunk again.
-    const again = (await b.rpc.request(a.id, 'ns.snap.chunk', { id, n: 0 })) as { data: Uint8Array }
+    const again = (await send(b, a, 'ns.snap.chunk', { id, n: 0 })) as { data: Uint8Array }
     expect(Buffer.compare(first.data, again.data)).toBe(0)
-    const stolen = await c.rpc.request(a.id, 'ns.snap.chunk', { id, n: 1 }).catch((e: unknown) => e)
+    const stolen = await send(c, a, 'ns.snap.chunk', { id, n: 1 }).catch((e: unknown) => e)
     expect(codeOf(stolen)).toBe('ACTORMESH_SNAPSHOT_SESSION')
-    await b.rpc.request(a.id, 'ns.snap.close', { id })
+    await send(b, a, 'ns.snap.close', { id })
     expect(a.snapshots.openCount).toBe(0)
-    const closed = await b.rpc.request(a.id, 'ns.snap.chunk', { id, n: 1 }).catch((e: unknown) => e)
+    const closed = await send(b, a, 'ns.snap.chunk', { id, n: 1 }).catch((e: unknown) => e)
     expect(codeOf(closed)).toBe('ACTORMESH_SNAPSHOT_SESSION')
     expect(await strayFiles(a)).toEqual([])
   })
@@ -208,10 +229,10 @@ describe('namespace snapshot flow', () => {
     const b = await startPeer([a.host.getMultiaddrs()[0]!.toString()])
     await reachable(b, a)
     await hostNamespace(a, 10)
-    const { id } = (await b.rpc.request(a.id, 'ns.snap.open', { ns: NS, minIndex: 0 })) as { id: string }
+    const { id } = (await send(b, a, 'ns.snap.open', { ns: NS, minIndex: 0 })) as { id: string }
     expect(a.snapshots.openCount).toBe(1)
     await waitFor(() => a.snapshots.openCount === 0, 'the idle session to expire')
-    const expired = await b.rpc.request(a.id, 'ns.snap.chunk', { id, n: 0 }).catch((e: unknown) => e)
+    const expired = await send(b, a, 'ns.snap.chunk', { id, n: 0 }).catch((e: unknown) => e)
     expect(codeOf(expired)).toBe('ACTORMESH_SNAPSHOT_SESSION')
     expect(await strayFiles(a)).toEqual([])
   })
@@ -220,36 +241,31 @@ describe('namespace snapshot flow', () => {
     const a = await startPeer([], { openSnapshotsMax: 2 })
     const b = await startPeer([a.host.getMultiaddrs()[0]!.toString()])
     await reachable(b, a)
-    const missing = await b.rpc
-      .request(a.id, 'ns.snap.open', { ns: NS, minIndex: 0 })
-      .catch((e: unknown) => e)
+    const missing = await send(b, a, 'ns.snap.open', { ns: NS, minIndex: 0 }).catch((e: unknown) => e)
     expect(codeOf(missing)).toBe('ACTORMESH_SNAPSHOT_SOURCE')
     expect((missing as Error).message).toContain("namespace 'room': not hosted here")
     await hostNamespace(a, 5)
-    const behind = await b.rpc.request(a.id, 'ns.snap.open', { ns: NS, minIndex: 6 }).catch((e: unknown) => e)
+    const behind = await send(b, a, 'ns.snap.open', { ns: NS, minIndex: 6 }).catch((e: unknown) => e)
     expect(codeOf(behind)).toBe('ACTORMESH_SNAPSHOT_SOURCE')
     expect((behind as Error).message).toContain('applied only 5')
-    const malformed = await b.rpc
-      .request(a.id, 'ns.snap.open', { ns: NS, minIndex: -1 })
-      .catch((e: unknown) => e)
+    const malformed = await send(b, a, 'ns.snap.open', { ns: NS, minIndex: -1 }).catch((e: unknown) => e)
     expect(codeOf(malformed)).toBe('ACTORMESH_RPC_FAILED')
-    await b.rpc.request(a.id, 'ns.snap.open', { ns: NS, minIndex: 0 })
-    await b.rpc.request(a.id, 'ns.snap.open', { ns: NS, minIndex: 0 })
-    const busy = await b.rpc.request(a.id, 'ns.snap.open', { ns: NS, minIndex: 0 }).catch((e: unknown) => e)
+    await send(b, a, 'ns.snap.open', { ns: NS, minIndex: 0 })
+    await send(b, a, 'ns.snap.open', { ns: NS, minIndex: 0 })
+    const busy = await send(b, a, 'ns.snap.open', { ns: NS, minIndex: 0 }).catch((e: unknown) => e)
     expect(codeOf(busy)).toBe('ACTORMESH_RPC_BUSY')
     await a.snapshots.closeAll()
     expect(await strayFiles(a)).toEqual([])
   })
 
   it('falls back to another replica when the maker cannot serve, and stops when aborted', async () => {
-    onTestFailed(() => console.error(warnings.join('')))
     const a = await startPeer()
     const seed = [a.host.getMultiaddrs()[0]!.toString()]
     const b = await startPeer(seed)
-    // The maker named in the marker, but it does not host the namespace.
-    const c = await startPeer([...seed, b.host.getMultiaddrs()[0]!.toString()])
+    // The maker named in the marker, but it does not host the namespace: it answers that it cannot
+    // serve, or (while b's link to it is still being set up) not at all; either way b moves on.
+    const c = await startPeer(seed)
     await reachable(b, a)
-    await reachable(b, c)
     await hostNamespace(a, 12)
     const target = await openNamespaceStore({ dataDir: b.dir, name: NS })
     b.stores.set(NS, target)
@@ -263,9 +279,12 @@ describe('namespace snapshot flow', () => {
     setImmediate(() => ctrl.abort(reason))
     await expect(stuck).rejects.toBe(reason)
     expect(target.applied().index).toBe(0)
-    await b.snapshots.install(target, snapshot(c.id, [c.id, a.id, b.id]), {
-      signal: AbortSignal.timeout(30_000),
-    })
+    await b.snapshots
+      .install(target, snapshot(c.id, [c.id, a.id, b.id]), { signal: AbortSignal.timeout(30_000) })
+      .catch((e: unknown) => {
+        console.error(warnings.join('')) // onTestFailed runs after afterEach has cleared them
+        throw e
+      })
     expect(target.applied().index).toBe(12)
   })
 
