@@ -32,6 +32,11 @@ export interface RaftConfig {
   /** Election timeout, in ticks; the actual timeout is randomised in [electionTicks, 2 × electionTicks). */
   electionTicks?: number
   heartbeatTicks?: number
+  /**
+   * Ticks a leader waits for a follower to acknowledge a snapshot before it assumes the snapshot
+   * (or the answer) was lost and probes again; default 10 election timeouts.
+   */
+  snapshotTimeoutTicks?: number
   preVote?: boolean
   checkQuorum?: boolean
   /** 'safe': ReadIndex with a heartbeat round; 'lease': answer from the leader lease (needs CheckQuorum). */
@@ -118,6 +123,7 @@ export class Raft {
   readonly checkQuorum: boolean
   readonly readOnlyOption: 'safe' | 'lease'
   readonly maxInflightAppends: number
+  private readonly snapshotTimeoutTicks: number
   readonly maxMessageBytes: number
   readonly maxUncommittedBytes: number
   readonly maxCommittedBytesPerReady: number
@@ -147,6 +153,7 @@ export class Raft {
       )
     }
     this.maxInflightAppends = config.maxInflightAppends ?? 256
+    this.snapshotTimeoutTicks = config.snapshotTimeoutTicks ?? 10 * this.electionTicks
     this.maxMessageBytes = config.maxMessageBytes ?? 1 << 20
     this.maxUncommittedBytes = config.maxUncommittedBytes ?? 64 << 20
     this.maxCommittedBytesPerReady = config.maxCommittedBytesPerReady ?? 16 << 20
@@ -299,12 +306,31 @@ export class Raft {
         return
       }
       if (this.leadTransferee !== NONE) this.leadTransferee = NONE // transfer timed out (§3.10)
+      this.expireSnapshots()
     }
     this.maybeQuiesce()
     // Periodic heartbeats carry the newest pending read's context, so a read whose own round was
     // lost is confirmed by the next one (with every read queued before it).
     if (!this.quiesced && this.tickCount % this.heartbeatTicks === 0) {
       this.broadcastHeartbeat(this.readOnly.lastPendingContext())
+    }
+  }
+
+  /**
+   * A snapshot message or its acknowledgment can be lost, and nothing else ever moves a follower
+   * out of Snapshot state: after `snapshotTimeoutTicks` the leader treats it as failed and probes
+   * again (a follower that did install it answers the probe with its new index).
+   */
+  private expireSnapshots(): void {
+    for (const [id, pr] of this.prs) {
+      if (id === this.id || pr.state !== ProgressState.Snapshot) continue
+      if (this.tickCount - pr.snapshotSentTick < this.snapshotTimeoutTicks) continue
+      this.logger.warn(
+        { peer: id, index: pr.pendingSnapshot },
+        'snapshot not acknowledged in time; probing again',
+      )
+      pr.pendingSnapshot = 0
+      pr.becomeProbe()
     }
   }
 
@@ -971,6 +997,7 @@ export class Raft {
     }
     assert(snapshot.meta.index > 0, 'need a non-empty snapshot')
     pr.becomeSnapshot(snapshot.meta.index)
+    pr.snapshotSentTick = this.tickCount
     this.send(message({ type: MessageType.Snap, to, snapshot }))
     return true
   }

@@ -54,6 +54,8 @@ export class Progress {
   probeSent = false
   /** Snapshot: the index of the snapshot in flight. */
   pendingSnapshot = 0
+  /** Snapshot: the leader's tick count when it was sent. */
+  snapshotSentTick = 0
   /** Heard from within the current election timeout (CheckQuorum). */
   recentActive = false
   /** Tick at which the follower last acknowledged us (leader lease). */

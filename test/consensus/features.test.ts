@@ -434,4 +434,21 @@ describe('snapshots (§7)', () => {
       match: net.raw('a').status().lastIndex,
     })
   })
+
+  it('snapshots: a snapshot nobody acknowledges is sent again after snapshotTimeoutTicks', () => {
+    const net = compactedCluster(68)
+    net.filter = (m) => m.type !== MessageType.Snap // lost in transit, and no status is reported
+    net.tickAll(1)
+    const progress = () => net.raw('a').status().progress!.c!
+    expect(progress().state).toBe(ProgressState.Snapshot)
+    net.heal()
+    net.tickAll(60) // the default timeout is 10 election timeouts (100 ticks at electionTicks 10)
+    expect(progress().state).toBe(ProgressState.Snapshot)
+    net.tickAll(60)
+    expect(net.countDelivered(MessageType.Snap)).toBe(1)
+    expect(progress()).toMatchObject({
+      state: ProgressState.Replicate,
+      match: net.raw('a').status().lastIndex,
+    })
+  })
 })
