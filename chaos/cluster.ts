@@ -49,6 +49,8 @@ export interface ChaosClusterOptions {
   logDir: string
   /** Extra `actormesh start` flags for every node. */
   args?: string[]
+  /** The nodes' log level (default warn). */
+  logLevel?: string
   /** Told about every node lifecycle event, for the timeline. */
   onEvent?: (event: { kind: string; node: number; detail?: string }) => void
 }
@@ -252,7 +254,7 @@ export class ChaosCluster {
       '--http',
       `127.0.0.1:${node.httpPort}`,
       '--log-level',
-      'warn',
+      this.options.logLevel ?? 'warn',
       ...(this.options.args ?? []),
     ]
     for (const s of seeds) args.push('--seed', s)

@@ -26,6 +26,7 @@ const USAGE = `Usage: npm run chaos -- (--scenario NAME | --all | --suite ci) [f
   --clients N       clients per workload (default 3)
   --recovery-ms MS  bound on recovery after the faults heal (default 30000)
   --out DIR         output root (default chaos/out)
+  --node-log-level L  the nodes' log level (default warn; logs in node-<i>.log)
   --keep            keep the nodes' data directories even when a run passes
   --stale-reads     register reads with ?consistency=stale — not linearizable, so runs should FAIL:
                     a check of the checker and the harness end to end
@@ -55,6 +56,7 @@ async function main(argv: string[]): Promise<number> {
       'recovery-ms': { type: 'string' },
       out: { type: 'string' },
       keep: { type: 'boolean' },
+      'node-log-level': { type: 'string' },
       'stale-reads': { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -104,6 +106,7 @@ async function main(argv: string[]): Promise<number> {
         clients,
         keepData: values.keep === true,
         staleReads: values['stale-reads'] === true,
+        ...(values['node-log-level'] ? { nodeLogLevel: values['node-log-level'] } : {}),
         recoveryBoundMs,
         log,
       })

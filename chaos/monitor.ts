@@ -15,6 +15,8 @@ export interface GroupSample {
   role: string
   term: number
   lead: string
+  commit: number
+  applied: number
 }
 
 /** Two leaders claimed for one term of one group. */
@@ -67,7 +69,16 @@ export class StatusMonitor {
         this.cluster.up().map(async (node) => {
           const time = this.now()
           const got = (await getJson(`${node.url}/v1/chaos/groups`, 1_000).catch(() => undefined)) as
-            | { groups: Array<{ group: string; role: string; term: number; lead: string }> }
+            | {
+                groups: Array<{
+                  group: string
+                  role: string
+                  term: number
+                  lead: string
+                  commit: number
+                  applied: number
+                }>
+              }
             | undefined
           if (!got || this.samples.length > SAMPLES_MAX) return
           for (const g of got.groups) {
@@ -78,6 +89,8 @@ export class StatusMonitor {
               role: g.role,
               term: g.term,
               lead: g.lead,
+              commit: g.commit,
+              applied: g.applied,
             })
           }
         }),

@@ -67,7 +67,13 @@ export interface Report {
   }>
   list: ListKeyResult[]
   counter: CounterKeyResult[]
-  leaders: { termViolations: TermViolation[]; termsSeen: Record<string, number>; samples: number }
+  leaders: {
+    termViolations: TermViolation[]
+    termsSeen: Record<string, number>
+    /** Per group, the longest stretch (ms) in which no node claimed leadership. */
+    leaderlessMaxMs: Record<string, number>
+    samples: number
+  }
   recovery: Recovery
   finalReads: { ok: number; missing: string[] }
   faults: FaultWindow[]
@@ -167,7 +173,7 @@ export function buildReport(input: ReportInput): Report {
       passed: termViolations.length === 0,
       detail:
         termViolations.length === 0
-          ? `${input.monitor.samples.length} samples, terms with a leader: ${JSON.stringify(input.monitor.termsSeen())}`
+          ? `${input.monitor.samples.length} samples, terms with a leader: ${JSON.stringify(input.monitor.termsSeen())}, longest without a leader (ms): ${JSON.stringify(leaderless(input.monitor))}`
           : termViolations.map((v) => `${v.group} term ${v.term}: ${v.claims.join(', ')}`).join('; '),
     },
     {
@@ -208,7 +214,12 @@ export function buildReport(input: ReportInput): Report {
     })),
     list,
     counter,
-    leaders: { termViolations, termsSeen: input.monitor.termsSeen(), samples: input.monitor.samples.length },
+    leaders: {
+      termViolations,
+      termsSeen: input.monitor.termsSeen(),
+      leaderlessMaxMs: leaderless(input.monitor),
+      samples: input.monitor.samples.length,
+    },
     recovery: input.recovery,
     finalReads: input.finals,
     faults: input.windows,
@@ -218,4 +229,14 @@ export function buildReport(input: ReportInput): Report {
     violatingOps: [...violating].sort((a, b) => a - b),
     durationMs: last ? last.time : 0,
   }
+}
+
+/** Per group, the longest span without a leader in the monitor's samples. */
+function leaderless(monitor: StatusMonitor): Record<string, number> {
+  const out: Record<string, number> = {}
+  for (const s of monitor.leaderSpans()) {
+    const ms = s.node < 0 ? Math.round(s.to - s.from) : 0
+    out[s.group] = Math.max(out[s.group] ?? 0, ms)
+  }
+  return out
 }

@@ -20,7 +20,7 @@ const cluster = {
 function monitorWith(samples: Array<[number, number, string, string, number, string]>): StatusMonitor {
   const m = new StatusMonitor(cluster, () => 0, 250)
   for (const [time, node, group, role, term, lead] of samples)
-    m.samples.push({ time, node, group, role, term, lead })
+    m.samples.push({ time, node, group, role, term, lead, commit: 0, applied: 0 })
   return m
 }
 
