@@ -105,7 +105,10 @@ const run: BenchGroup = async ({ quick, log: say }) => {
       },
       say,
     )
-    const nodeCpu = cluster.nodes.map((n, i) => (cpuSeconds(n.proc.pid) - cpuBefore[i]!).toFixed(1))
+    const nodeCpu = cluster.nodes.map((n, i) => {
+      const [user, system] = cpuSeconds(n.proc.pid).map((v, j) => v - cpuBefore[i]![j]!)
+      return `${user!.toFixed(1)} user + ${system!.toFixed(1)} sys`
+    })
     const delivers = await Promise.all(
       cluster.nodes.map(async (n) => ((await getJson(`${n.url}/v1/status`)) as { ws: WsStats }).ws.deliver),
     )
@@ -147,13 +150,13 @@ const run: BenchGroup = async ({ quick, log: say }) => {
   }
 }
 
-/** User + system CPU seconds of a process so far (Linux /proc; 0 elsewhere). */
-function cpuSeconds(pid: number | undefined): number {
+/** User and system CPU seconds of a process so far (Linux /proc; zeros elsewhere). */
+function cpuSeconds(pid: number | undefined): [number, number] {
   try {
     const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')
-    return (Number(fields[11]) + Number(fields[12])) / 100
+    return [Number(fields[11]) / 100, Number(fields[12]) / 100]
   } catch {
-    return 0
+    return [0, 0]
   }
 }
 
