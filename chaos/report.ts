@@ -16,7 +16,7 @@ import {
 import type { ChaosCluster } from './cluster.js'
 import type { StatusMonitor, TermViolation } from './monitor.js'
 import type { FaultWindow, Scenario } from './nemesis.js'
-import type { Recovery } from './run.js'
+import type { Convergence, Recovery } from './run.js'
 import type { ClientStats } from './workload.js'
 
 /** A node lifecycle event (kill, restart, pause, resume, remove) at a run time. */
@@ -76,6 +76,7 @@ export interface Report {
   }
   recovery: Recovery
   finalReads: { ok: number; missing: string[] }
+  convergence: Convergence
   faults: FaultWindow[]
   nodeEvents: NodeEvent[]
   cluster: Array<{ index: number; peer: string; state: string }>
@@ -97,6 +98,7 @@ export interface ReportInput {
   monitor: StatusMonitor
   recovery: Recovery
   finals: { ok: number; missing: string[] }
+  convergence: Convergence
   stats: ClientStats
   cluster: ChaosCluster
 }
@@ -193,6 +195,13 @@ export function buildReport(input: ReportInput): Report {
           ? `${input.finals.ok} actors read after the heal`
           : `no final read of ${input.finals.missing.join(', ')}`,
     },
+    {
+      name: 'replicas converge',
+      passed: input.convergence.ok,
+      detail: input.convergence.ok
+        ? `every group led and every replica caught up ${input.convergence.ms} ms after the final reads`
+        : `after ${input.convergence.ms} ms still not led or not caught up: ${input.convergence.behind.join(', ')}`,
+    },
   ]
   const count = (s: string) => ops.filter((o) => o.status === s).length
   const last = input.events[input.events.length - 1]
@@ -222,6 +231,7 @@ export function buildReport(input: ReportInput): Report {
     },
     recovery: input.recovery,
     finalReads: input.finals,
+    convergence: input.convergence,
     faults: input.windows,
     nodeEvents: input.nodeEvents,
     cluster: input.cluster.nodes.map((n) => ({ index: n.index, peer: n.peer, state: n.state })),

@@ -11,7 +11,7 @@ import { join } from 'node:path'
 import { exampleModule } from '../test/actors/examples.js'
 import { formatEvent } from './check/index.js'
 import { ChaosCluster } from './cluster.js'
-import { sendJson } from './http.js'
+import { getJson, sendJson } from './http.js'
 import { StatusMonitor } from './monitor.js'
 import { type FaultWindow, leaderOf, type NemesisContext, runNemesis, type Scenario } from './nemesis.js'
 import { stream } from './random.js'
@@ -139,6 +139,12 @@ export async function runScenario(opts: RunOptions): Promise<RunResult> {
     stop = true
     await Promise.all(clients)
     const finals = await finalReads(cluster, workloads, history, timing)
+    const convergence = await measureConvergence(cluster, history, opts.recoveryBoundMs)
+    opts.log(
+      convergence.ok
+        ? `replicas converged ${convergence.ms} ms after the final reads`
+        : `replicas of ${convergence.behind.join(', ')} still disagree after ${convergence.ms} ms`,
+    )
     monitor.stop()
     await monitor.poll()
     await writeFile(
@@ -157,6 +163,7 @@ export async function runScenario(opts: RunOptions): Promise<RunResult> {
       monitor,
       recovery,
       finals,
+      convergence,
       stats,
       cluster,
     })
@@ -198,6 +205,19 @@ async function setup(cluster: ChaosCluster, workloads: Workload[], rf: number, s
   const first = cluster.nodes[0]!
   const rnd = stream(seed, 'setup')
   const stats: ClientStats = { attempts: 0, retries: 0, errors: {} }
+  // Every node must be in _system first: a namespace created earlier is placed on fewer nodes.
+  const peers = cluster.nodes.map((n) => n.peer)
+  await until(
+    async () => {
+      const st = (await getJson(`${first.url}/v1/status`)) as {
+        system: { voters: string[]; learners: string[] }
+      }
+      const members = new Set([...st.system.voters, ...st.system.learners])
+      return peers.every((p) => members.has(p)) ? true : undefined
+    },
+    'every node to join _system',
+    SETUP_TIMEOUT_MS,
+  )
   await Promise.all(
     workloads.map(async (w) => {
       await until(
@@ -209,6 +229,16 @@ async function setup(cluster: ChaosCluster, workloads: Workload[], rf: number, s
           return res.status === 201 || res.status === 409 ? true : undefined
         },
         `namespace ${w.namespace} to be created`,
+        SETUP_TIMEOUT_MS,
+      )
+      await until(
+        async () => {
+          const list = (await getJson(`${first.url}/v1/namespaces`)) as {
+            namespaces: Array<{ name: string; voters: string[] }>
+          }
+          return list.namespaces.find((n) => n.name === w.namespace)?.voters.length === rf ? true : undefined
+        },
+        `namespace ${w.namespace} to have ${rf} voters`,
         SETUP_TIMEOUT_MS,
       )
       const bytes = await exampleModule(w.module)
@@ -232,6 +262,44 @@ async function setup(cluster: ChaosCluster, workloads: Workload[], rf: number, s
       )
     }),
   )
+  await until(
+    async () => ((await converged(cluster)).length === 0 ? true : undefined),
+    'every replica to catch up before the run',
+    SETUP_TIMEOUT_MS,
+  )
+}
+
+/**
+ * The groups whose replicas disagree right now: no leader, a node that is up not hosting it while
+ * the catalog places it there, or a replica whose applied index differs from the leader's commit.
+ * Empty when every group is led and every replica has applied everything committed.
+ */
+export async function converged(cluster: ChaosCluster): Promise<string[]> {
+  const views = await Promise.all(
+    cluster.up().map(async (n) => ({
+      node: n,
+      groups: (
+        (await getJson(`${n.url}/v1/chaos/groups`, 2_000)) as {
+          groups: Array<{ group: string; role: string; commit: number; applied: number }>
+        }
+      ).groups,
+    })),
+  )
+  const catalog = (await getJson(`${cluster.up()[0]!.url}/v1/namespaces`)) as {
+    namespaces: Array<{ name: string; voters: string[]; learners: string[] }>
+  }
+  const behind: string[] = []
+  for (const ns of [{ name: '_system', voters: [], learners: [] }, ...catalog.namespaces]) {
+    const hosts = views.flatMap((v) =>
+      v.groups.filter((g) => g.group === ns.name).map((g) => ({ node: v.node, g })),
+    )
+    const leader = hosts.find((h) => h.g.role === 'leader')
+    const placed = [...ns.voters, ...ns.learners].filter((p) => cluster.up().some((n) => n.peer === p))
+    const missing = placed.filter((p) => !hosts.some((h) => h.node.peer === p))
+    if (!leader || missing.length > 0 || hosts.some((h) => h.g.applied !== leader.g.commit))
+      behind.push(ns.name)
+  }
+  return behind
 }
 
 /** Ends every fault: network tables cleared, paused nodes resumed, killed (not removed) nodes restarted. */
@@ -285,6 +353,29 @@ async function measureRecovery(
   const ms = all ? Math.max(...(times as number[])) : since()
   // A probe that began inside the bound may end after it: that is still too slow.
   return { ok: all && ms <= boundMs, ms, boundMs, groups }
+}
+
+/** Whether every group's replicas caught up with its leader after the run, and how long it took. */
+export interface Convergence {
+  ok: boolean
+  ms: number
+  /** Groups still not led or not caught up when the bound passed. */
+  behind: string[]
+}
+
+async function measureConvergence(
+  cluster: ChaosCluster,
+  history: HistoryRecorder,
+  boundMs: number,
+): Promise<Convergence> {
+  const from = history.now()
+  let behind: string[] = ['(not asked)']
+  while (history.now() - from < boundMs) {
+    behind = await converged(cluster).catch(() => ['(a node did not answer)'])
+    if (behind.length === 0) return { ok: true, ms: Math.round(history.now() - from), behind }
+    await new Promise((r) => setTimeout(r, 200))
+  }
+  return { ok: false, ms: Math.round(history.now() - from), behind }
 }
 
 /** Final reads of every actor, retried until they succeed; recorded in the history. */

@@ -93,6 +93,7 @@ describe('the report and the timeline', () => {
       monitor: monitorWith([[0, 0, 'chaos-reg', 'leader', 1, peers[0]!]]),
       recovery: { ok: true, ms: 12, boundMs: 30_000, groups: { _system: 3, 'chaos-reg': 12 } },
       finals: { ok: 3, missing: [] },
+      convergence: { ok: true, ms: 40, behind: [] },
       stats: { attempts: 7, retries: 0, errors: {} },
       cluster,
     })
