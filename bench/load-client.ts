@@ -63,8 +63,9 @@ export interface LoadResult {
   acked: number
   /** CPU this load-client process used per acknowledged call over the whole run, in microseconds. */
   clientCpuUsPerCall: number
-  /** Attempts answered 503 and retried (whole run). */
+  /** Attempts answered 503 and retried (whole run), and how many of them by error code. */
   retries: number
+  retriesBy: Record<string, number>
   /** Calls that failed otherwise (whole run), by HTTP status and error code, `network <code>` or `timeout`. */
   errors: number
   errorsBy: Record<string, number>
@@ -206,6 +207,7 @@ export async function runLoad(
   const errorsBy: Record<string, number> = {}
   let errors = 0
   let retries = 0
+  const retriesBy: Record<string, number> = {}
   let acked = 0
   let stop = false
   let nextTarget = 0
@@ -293,6 +295,8 @@ export async function runLoad(
         return
       }
       retries++
+      const code = errorCode(answer.errorBody)
+      retriesBy[code] = (retriesBy[code] ?? 0) + 1
       await new Promise((r) => setTimeout(r, config.retryDelayMs))
     }
   }
@@ -322,6 +326,7 @@ export async function runLoad(
     maxMs: hist.maxUs / 1_000,
     clientCpuUsPerCall: acked > 0 ? (cpu.user + cpu.system) / acked : 0,
     retries,
+    retriesBy,
     errors,
     errorsBy,
   }

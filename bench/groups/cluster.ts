@@ -203,10 +203,11 @@ async function allAlive(cluster: ProcessCluster): Promise<void> {
 
 function describe(r: LoadResult & { nodeCpuMsPerCall: number }): string {
   const errs = r.errors > 0 ? ` ${JSON.stringify(r.errorsBy)}` : ''
+  const retried = r.retries > 0 ? ` ${JSON.stringify(r.retriesBy)}` : ''
   return (
     `${r.concurrency} clients, ${r.ops} calls in ${(r.windowMs / 1_000).toFixed(1)} s: ` +
     `${r.opsPerS.toFixed(0)}/s, p50 ${r.p50Ms.toFixed(2)} ms, p90 ${r.p90Ms.toFixed(2)} ms, ` +
-    `p99 ${r.p99Ms.toFixed(2)} ms, max ${r.maxMs.toFixed(1)} ms, ${r.retries} retried 503s, ` +
+    `p99 ${r.p99Ms.toFixed(2)} ms, max ${r.maxMs.toFixed(1)} ms, ${r.retries} retried 503s${retried}, ` +
     `${r.errors} errors${errs}; node CPU ${r.nodeCpuMsPerCall.toFixed(2)} ms a call (3 nodes), ` +
     `client CPU ${(r.clientCpuUsPerCall / 1_000).toFixed(2)} ms a call (seed ${r.seed}, ${r.transport})`
   )
@@ -254,8 +255,8 @@ async function failoverRun(
       const r = await client.result(60_000)
       say(
         `failover run ${run}: killed ${ns}'s leader ${lead.slice(-8)}; first call sent after the kill ` +
-          `acknowledged ${mark.firstAckMs!.toFixed(0)} ms after it (load: ${r.retries} retried 503s, ` +
-          `${r.errors} errors, seed ${r.seed})`,
+          `acknowledged ${mark.firstAckMs!.toFixed(0)} ms after it (load: ${r.retries} retried 503s ` +
+          `${JSON.stringify(r.retriesBy)}, ${r.errors} errors, seed ${r.seed})`,
       )
       await cluster.startNode(
         victim.dataDir,
