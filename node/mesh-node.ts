@@ -127,9 +127,11 @@ export async function startMeshNode(
     },
     log.child({ component: 'links' }),
     {
-      onDown: (peer) => {
+      onDown: (peer, why) => {
         rpc?.peerDown(peer)
-        watch?.linkDown(peer)
+        // Only an established link that ended is evidence that a leader died; failed dials are
+        // routine while nodes start and connect.
+        if (why === 'closed') watch?.linkDown(peer)
       },
       faults: chaos,
     },

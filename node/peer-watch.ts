@@ -29,7 +29,7 @@ export class PeerWatch {
     private readonly log: Logger,
     options: PeerWatchOptions = {},
   ) {
-    this.probeTimeoutMs = options.probeTimeoutMs ?? 300
+    this.probeTimeoutMs = options.probeTimeoutMs ?? 1_000
   }
 
   /** The link to `peer` closed or could not be opened. */

@@ -18,7 +18,8 @@ export interface LinkOptions {
   /** Abuse reports (undecodable or unknown frames) tolerated per peer per minute before disconnecting. */
   abuseReportsMax?: number
   /** Told when the stream to a peer closes or cannot be opened (requests waiting on it fail fast). */
-  onDown?: (peer: string) => void
+  /** `closed`: an open stream ended; `unreachable`: a dial or stream open failed. */
+  onDown?: (peer: string, why: 'closed' | 'unreachable') => void
   /** Chaos tests only (`--chaos`, node/chaos.ts): may drop or hold back outgoing frames. */
   faults?: LinkFaults
 }
@@ -71,7 +72,7 @@ export class PeerLinks {
   private readonly reconnectMinMs: number
   private readonly reconnectMaxMs: number
   private readonly abuseReportsMax: number
-  private readonly onDown: (peer: string) => void
+  private readonly onDown: (peer: string, why: 'closed' | 'unreachable') => void
   private readonly faults: LinkFaults | undefined
   private readonly self: string
   private closed = false
@@ -234,7 +235,7 @@ export class PeerLinks {
       })
       .catch((e: unknown) => {
         this.log.debug({ peer: link.peer, err: String(e) }, 'dial failed')
-        this.onDown(link.peer)
+        this.onDown(link.peer, 'unreachable')
         this.scheduleReconnect(link)
       })
   }
@@ -251,7 +252,7 @@ export class PeerLinks {
       .catch((e: unknown) => {
         link.opening = false
         this.log.debug({ peer: link.peer, err: String(e) }, 'opening link stream failed')
-        this.onDown(link.peer)
+        this.onDown(link.peer, 'unreachable')
         this.scheduleReconnect(link)
       })
   }
@@ -283,7 +284,7 @@ export class PeerLinks {
   private streamGone(link: Link, stream: Stream): void {
     if (link.stream !== stream) return
     link.stream = undefined
-    this.onDown(link.peer)
+    this.onDown(link.peer, 'closed')
     this.scheduleReconnect(link)
     // Nothing to deliver and no reconnect due: forget the peer, so the map holds only peers we
     // are talking to (the next frame or inbound stream creates the entry again).
