@@ -74,17 +74,7 @@ export async function runScenario(opts: RunOptions): Promise<RunResult> {
   const historyFile = createWriteStream(join(opts.outDir, 'history.jsonl'))
   const history = new HistoryRecorder((e) => historyFile.write(formatEvent(e)))
   const nodeEvents: NodeEvent[] = []
-  const cluster = new ChaosCluster({
-    dir: dataDir,
-    logDir: opts.outDir,
-    // Churn replaces the replicas of a removed node sooner than the 10 s default.
-    args:
-      opts.scenario.name === 'churn' || opts.scenario.name === 'mix'
-        ? ['--replica-dead-timeout-ms', '4000']
-        : [],
-    ...(opts.nodeLogLevel ? { logLevel: opts.nodeLogLevel } : {}),
-    onEvent: (e) => nodeEvents.push({ ...e, time: history.now() }),
-  })
+  const cluster = newCluster(opts, dataDir, (e) => nodeEvents.push({ ...e, time: history.now() }))
   const workloads = [
     registerWorkload(4, { staleReads: opts.staleReads === true }),
     listWorkload(),
@@ -93,30 +83,15 @@ export async function runScenario(opts: RunOptions): Promise<RunResult> {
   const monitor = new StatusMonitor(cluster, () => history.now())
   const stats: ClientStats = { attempts: 0, retries: 0, errors: {} }
   let passed = false
+  // Clients stop at the end of a run, or when the run fails midway (before the nodes are killed).
+  let stop = false
   try {
     await cluster.start(opts.nodes)
     opts.log(`${opts.nodes} nodes up at ${Math.round(history.now())} ms`)
     await setup(cluster, workloads, Math.min(3, opts.nodes), opts.seed)
     opts.log(`namespaces created, modules deployed at ${Math.round(history.now())} ms; clients start`)
     monitor.start()
-    let stop = false
-    const runTag = `s${opts.seed}-${Date.now().toString(36)}`
-    const clients = workloads.flatMap((w, wi) =>
-      Array.from({ length: opts.clients }, (_, c) => {
-        const id = wi * 100 + c
-        return runClient(
-          id,
-          cluster,
-          w,
-          stream(opts.seed, `client-${id}`),
-          history,
-          timing,
-          stats,
-          () => stop,
-          runTag,
-        )
-      }),
-    )
+    const clients = startClients(opts, cluster, workloads, history, timing, stats, () => stop)
     const ctx: NemesisContext = {
       cluster,
       rnd: stream(opts.seed, 'nemesis'),
@@ -147,10 +122,6 @@ export async function runScenario(opts: RunOptions): Promise<RunResult> {
     )
     monitor.stop()
     await monitor.poll()
-    await writeFile(
-      join(opts.outDir, 'status.jsonl'),
-      monitor.samples.map((x) => `${JSON.stringify(x)}\n`).join(''),
-    )
     await new Promise<void>((r) => historyFile.end(r))
     const report: Report = buildReport({
       scenario: opts.scenario,
@@ -168,11 +139,7 @@ export async function runScenario(opts: RunOptions): Promise<RunResult> {
       cluster,
     })
     passed = report.passed
-    await writeFile(join(opts.outDir, 'report.json'), `${JSON.stringify(report, null, 2)}\n`)
-    await writeFile(
-      join(opts.outDir, 'timeline.html'),
-      renderTimeline(report, history.events, monitor.leaderSpans()),
-    )
+    await writeOutputs(opts.outDir, report, history, monitor)
     return {
       scenario: opts.scenario.name,
       seed: opts.seed,
@@ -181,12 +148,66 @@ export async function runScenario(opts: RunOptions): Promise<RunResult> {
       outDir: opts.outDir,
     }
   } finally {
+    stop = true
     monitor.stop()
     historyFile.end()
     await cluster.stop()
     if (passed && !opts.keepData) await rm(dataDir, { recursive: true, force: true })
     else opts.log(`node data kept in ${dataDir}`)
   }
+}
+
+function newCluster(
+  opts: RunOptions,
+  dataDir: string,
+  onEvent: (e: { kind: string; node: number; detail?: string }) => void,
+): ChaosCluster {
+  return new ChaosCluster({
+    dir: dataDir,
+    logDir: opts.outDir,
+    // Churn replaces the replicas of a removed node sooner than the 10 s default.
+    args:
+      opts.scenario.name === 'churn' || opts.scenario.name === 'mix'
+        ? ['--replica-dead-timeout-ms', '4000']
+        : [],
+    ...(opts.nodeLogLevel ? { logLevel: opts.nodeLogLevel } : {}),
+    onEvent,
+  })
+}
+
+/** Starts `opts.clients` clients per workload; each stops when `stopped()` says so. */
+function startClients(
+  opts: RunOptions,
+  cluster: ChaosCluster,
+  workloads: Workload[],
+  history: HistoryRecorder,
+  timing: ClientTiming,
+  stats: ClientStats,
+  stopped: () => boolean,
+): Promise<void>[] {
+  const runTag = `s${opts.seed}-${Date.now().toString(36)}`
+  return workloads.flatMap((w, wi) =>
+    Array.from({ length: opts.clients }, (_, c) => {
+      const id = wi * 100 + c
+      const rnd = stream(opts.seed, `client-${id}`)
+      return runClient(id, cluster, w, rnd, history, timing, stats, stopped, runTag)
+    }),
+  )
+}
+
+/** report.json, timeline.html and status.jsonl (history.jsonl is written as the run goes). */
+async function writeOutputs(
+  outDir: string,
+  report: Report,
+  history: HistoryRecorder,
+  monitor: StatusMonitor,
+): Promise<void> {
+  await writeFile(join(outDir, 'report.json'), `${JSON.stringify(report, null, 2)}\n`)
+  await writeFile(
+    join(outDir, 'timeline.html'),
+    renderTimeline(report, history.events, monitor.leaderSpans()),
+  )
+  await writeFile(join(outDir, 'status.jsonl'), monitor.samples.map((x) => `${JSON.stringify(x)}\n`).join(''))
 }
 
 /** Retries `probe` every 200 ms until it returns a value or `timeoutMs` passes (then throws `what`). */

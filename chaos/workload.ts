@@ -238,7 +238,14 @@ export async function runClient(
   for (let n = 0; !stop(); n++) {
     const op = workload.next(rnd, client, n, seen)
     const key = op.write && rnd.int(2) === 0 ? `${runTag}-${client}-${n}` : undefined
-    history.record({ process: client, type: 'invoke', f: op.f, key: op.key, value: op.input })
+    history.record({
+      process: client,
+      type: 'invoke',
+      f: op.f,
+      key: op.key,
+      value: op.input,
+      ...(key ? { idempotencyKey: key } : {}),
+    })
     const done = await perform(cluster, workload, op, rnd, key, timing, stats)
     history.record({
       process: client,

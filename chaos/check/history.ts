@@ -25,6 +25,8 @@ export interface HistoryEvent {
   error?: string
   /** The node the client sent the (last) request to. */
   node?: string
+  /** On `invoke`: the idempotency key every attempt carried, if any (such an op may be retried). */
+  idempotencyKey?: string
 }
 
 /** How an operation ended. */
