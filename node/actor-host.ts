@@ -494,6 +494,9 @@ export class ActorHost {
     const writes: StateWrite[] = r.writes
     if (keyed) writes.push(keyed.record(r.reply))
     if (writes.length === 0 && r.broadcasts.length === 0) {
+      // Nothing to commit, but the reply still depends on state: confirm this node is still the
+      // leader (ReadIndex after the call ran), or a cut-off leader answers from stale state.
+      await this.driver.readIndex(namespace)
       await s.gates.get(actor)
       this.runtime.commit(namespace, actor, r.callId)
       return { reply: r.reply, servedBy: this.self }
