@@ -70,6 +70,15 @@ export async function createNamespace(
   name: string,
   replicationFactor = 3,
 ): Promise<NamespaceView> {
+  // Placement picks live `_system` members: created while nodes are still joining, a namespace gets
+  // fewer replicas and waits for repair. Wait until enough nodes vote in `_system`.
+  await waitFor(
+    async () =>
+      ((await getJson(`${node.url}/v1/status`)) as { system: { voters: string[] } }).system.voters.length >=
+      replicationFactor,
+    () => `${replicationFactor} _system voters before creating ${name}`,
+    60_000,
+  )
   await waitFor(
     async () => {
       const res = await fetch(`${node.url}/v1/namespaces`, {
