@@ -292,7 +292,11 @@ export interface LogStore {
    * Makes every write durable in one transaction with one fsync. When the promise resolves, the
    * groups' `Storage` views reflect the writes. If it rejects, nothing in the batch was written.
    */
-  persist(writes: GroupWrite[], options?: { signal?: AbortSignal }): Promise<void>
+  /**
+   * Writes the batch. With `sync` (the default) it is durable when this resolves; without, it
+   * must survive a process crash but may be lost on power loss (the Ready had no `mustSync`).
+   */
+  persist(writes: GroupWrite[], options?: { signal?: AbortSignal; sync?: boolean }): Promise<void>
   /**
    * Records a snapshot of `group`'s state machine at `index` (≤ applied) and discards log entries
    * before `index - keepEntries` (a tail is kept so slightly lagging followers need no snapshot).

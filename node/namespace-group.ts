@@ -243,12 +243,13 @@ export class NamespaceStateMachine implements StateMachine {
   }
 
   /**
-   * For log compaction: only a small marker, because the state already lives durably in the
-   * namespace database at the applied index. A replica sent this snapshot pulls the database
+   * For log compaction: only a small marker, because the state lives in the namespace database
+   * at the applied index — made durable first (applies are not fsynced one by one: the log they
+   * come from is, and it is about to forget them). A replica sent this snapshot pulls the database
    * from the maker (or another replica) instead (see node/namespace-snapshot.ts).
    */
-  snapshot(): Uint8Array {
-    const { index, term } = this.store.applied()
+  async snapshot(): Promise<Uint8Array> {
+    const { index, term } = await this.store.sync()
     this.snapshotCounts.made++
     return encodeSnapshotMarker({ namespace: this.name, index, term, maker: this.transfer?.self ?? '' })
   }

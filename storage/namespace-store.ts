@@ -20,7 +20,17 @@ import {
   validateNamespaceName,
 } from './namespace-schema.js'
 import { planWrites } from './namespace-writes.js'
-import { blob, checkpoint, type DbConfig, ensureSchema, guard, openDb, SerialLock, text } from './sqlite.js'
+import {
+  blob,
+  checkpoint,
+  type DbConfig,
+  ensureSchema,
+  guard,
+  openDb,
+  SerialLock,
+  syncWal,
+  text,
+} from './sqlite.js'
 import type { StatePage, StateReader, StateWrite } from './state-store.js'
 
 /** Options of `openNamespaceStore`. */
@@ -34,6 +44,12 @@ export interface NamespaceStoreConfig {
   /** Bytes per chunk of a snapshot stream. */
   snapshotChunkBytesMax?: number
   verifyOnOpen?: boolean
+  /**
+   * `normal` (default): `apply` commits without fsync — the batches are entries of the group's
+   * Raft log, which is durable and replays what power loss takes (`apply` skips what it holds);
+   * call `sync` before the log may forget them (compaction). `full`: every apply is fsynced.
+   */
+  synchronous?: 'full' | 'normal'
   logger?: Logger
 }
 
@@ -102,6 +118,7 @@ export class NamespaceStore implements StateReader {
   private client: Client | undefined
   private swapping: { done: Promise<void>; resolve: () => void } | undefined
   private point: AppliedPoint = { index: 0, term: 0, conf: { voters: [], learners: [] } }
+  private readonly walSync: { dirSynced?: boolean } = {}
 
   /** @internal use `openNamespaceStore`. */
   constructor(
@@ -129,7 +146,7 @@ export class NamespaceStore implements StateReader {
   /** @internal (Re)opens the file and loads the applied point; used on open and after install. */
   async reopen(): Promise<void> {
     const db = this.dbConfig
-    const client = await openDb(db)
+    const client = await openDb({ ...db, synchronous: this.config.synchronous ?? 'normal' })
     try {
       await ensureSchema(db, client, NAMESPACE_SCHEMA)
       const rs = await guard(db, () =>
@@ -375,6 +392,18 @@ export class NamespaceStore implements StateReader {
   }
 
   /** Closes the database; reads and writes after this throw `StorageClosedError`. */
+  /**
+   * Makes every applied batch durable against power loss (with `synchronous: 'normal'`): the
+   * fsync runs on libuv's thread pool. Returns the applied point it covers.
+   */
+  async sync(): Promise<AppliedPoint> {
+    return this.lock.run(async () => {
+      const point = this.applied()
+      if (this.client && this.config.synchronous !== 'full') await syncWal(this.path, this.walSync)
+      return point
+    })
+  }
+
   async close(): Promise<void> {
     await this.lock.run(async () => {
       if (this.client) await checkpoint(this.dbConfig, this.client)

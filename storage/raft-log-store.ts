@@ -2,7 +2,13 @@
  * The node's Raft log store: every group's hard state, snapshot and uncompacted log in one LibSQL
  * database (`<data>/raft.db`). Reads are synchronous from a `MemoryStorage` per group, loaded and
  * checksum-verified on open (etcd keeps its MemoryStorage beside the WAL in the same way); a
- * `persist` writes the whole batch in one transaction — one fsync — and only then updates memory.
+ * `persist` writes the whole batch in one transaction and only then updates memory.
+ *
+ * The database runs with `synchronous=NORMAL`: a transaction only appends to the WAL, and the
+ * fsync that makes it survive power loss (`syncWal`) runs on libuv's thread pool, only when the
+ * batch must be durable before Raft acts on it (`sync`, from `Ready.mustSync`: new entries, a
+ * snapshot, a term or vote). A commit-index-only write is left to the next fsync: losing it only
+ * makes a restarted node learn the commit index again.
  */
 import type { Client, InStatement } from '@libsql/client'
 import {
@@ -22,7 +28,7 @@ import {
 import { StorageClosedError } from './errors.js'
 import { crcGroupRow, crcSnapshotRow, loadGroups } from './raft-rows.js'
 import { insertSegment, type SegmentBounds, truncateSegments } from './raft-segments.js'
-import { checkpoint, type DbConfig, ensureSchema, guard, openDb, SerialLock } from './sqlite.js'
+import { checkpoint, type DbConfig, ensureSchema, guard, openDb, SerialLock, syncWal } from './sqlite.js'
 
 /** Options of `openRaftLogStore`. */
 export interface RaftLogStoreConfig extends DbConfig {
@@ -51,7 +57,7 @@ export async function openRaftLogStore(
   options?: { signal?: AbortSignal },
 ): Promise<RaftLogStore> {
   options?.signal?.throwIfAborted()
-  const client = await openDb(config)
+  const client = await openDb({ ...config, synchronous: 'normal' })
   try {
     await ensureSchema(config, client, SCHEMA)
     const { views, segments } = await guard(config, () => loadGroups(client, config.path))
@@ -69,8 +75,11 @@ export class RaftLogStore implements LogStore {
   /** Groups created by `open` that have no row yet: written by the next transaction. */
   private readonly unsaved = new Set<string>()
   private closed = false
-  /** Completed write transactions (each one fsync); benchmarks report it. */
+  /** Completed write transactions; benchmarks report it. */
   transactionCount = 0
+  /** WAL fsyncs (see the file comment); benchmarks report it. */
+  syncCount = 0
+  private readonly walSync: { dirSynced?: boolean } = {}
 
   /** @internal use `openRaftLogStore`. */
   constructor(
@@ -99,14 +108,14 @@ export class RaftLogStore implements LogStore {
     return [...this.views.keys()]
   }
 
-  async persist(writes: GroupWrite[], options?: { signal?: AbortSignal }): Promise<void> {
+  async persist(writes: GroupWrite[], options?: { signal?: AbortSignal; sync?: boolean }): Promise<void> {
     options?.signal?.throwIfAborted()
     return this.exclusive(async () => {
       options?.signal?.throwIfAborted()
       checkGroupWrites(writes, (g) => memoryBounds(this.views.get(g)))
       for (const w of writes) this.open(w.group)
       const { stmts, segments } = this.persistStatements(writes)
-      await this.commit(stmts)
+      await this.commit(stmts, options?.sync !== false)
       for (const [group, bounds] of segments) this.segments.set(group, bounds)
       for (const w of writes) {
         const view = this.views.get(w.group)!
@@ -202,8 +211,8 @@ export class RaftLogStore implements LogStore {
     })
   }
 
-  /** One transaction: rows for groups not yet saved, then `stmts`. */
-  private async commit(stmts: InStatement[]): Promise<void> {
+  /** One transaction: rows for groups not yet saved, then `stmts`; durable when `sync`. */
+  private async commit(stmts: InStatement[], sync = true): Promise<void> {
     const created: InStatement[] = []
     for (const group of this.unsaved) {
       const view = this.views.get(group)!
@@ -213,6 +222,9 @@ export class RaftLogStore implements LogStore {
     await guard(this.config, () => this.client.batch([...created, ...stmts], 'write'))
     this.unsaved.clear()
     this.transactionCount++
+    if (!sync) return
+    await syncWal(this.config.path, this.walSync)
+    this.syncCount++
   }
 
   /** The statements of one batch (after `checkGroupWrites` accepted it) and the segments after it. */

@@ -412,8 +412,10 @@ class Driver implements MultiRaft, TransportHandler {
     }
     this.dirty.clear()
     const writes: GroupWrite[] = []
+    let sync = false
     for (const [g, rd] of work) {
       if (rd.entries.length === 0 && !rd.hardState && !rd.snapshot) continue
+      sync ||= rd.mustSync
       const w: GroupWrite = { group: g.name, entries: rd.entries }
       if (rd.hardState) w.hardState = rd.hardState
       if (rd.snapshot) w.snapshot = rd.snapshot
@@ -421,7 +423,7 @@ class Driver implements MultiRaft, TransportHandler {
     }
     if (writes.length > 0) {
       this.persistCalls++
-      await this.logStore.persist(writes)
+      await this.logStore.persist(writes, { sync })
     }
     for (const [g, rd] of work) this.queueMessages(g, rd.messages)
     this.outbox.flush(flushDeferred)

@@ -21,9 +21,17 @@ import { seededRandom } from './harness.js'
 export class TestLogStore extends MemoryLogStore {
   /** The groups of each `persist` call, in call order. */
   readonly batches: string[][] = []
+  /** Each `persist` call's writes and whether it asked for an fsync, in call order. */
+  readonly syncs: Array<{ sync: boolean; writes: GroupWrite[] }> = []
 
-  override async persist(writes: GroupWrite[], options?: { signal?: AbortSignal }): Promise<void> {
-    if (this.batches.length < 10_000) this.batches.push(writes.map((w) => w.group))
+  override async persist(
+    writes: GroupWrite[],
+    options?: { signal?: AbortSignal; sync?: boolean },
+  ): Promise<void> {
+    if (this.batches.length < 10_000) {
+      this.batches.push(writes.map((w) => w.group))
+      this.syncs.push({ sync: options?.sync !== false, writes })
+    }
     await super.persist(writes, options)
   }
 }

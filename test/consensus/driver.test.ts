@@ -80,6 +80,28 @@ describe('MultiRaft driver', () => {
     expect(new Set(sends).size).toBe(sends.length)
   })
 
+  it('asks the log store for an fsync only for entries, votes and terms, not for a commit index', async () => {
+    const { c, names } = start(3)
+    const a = c.member('a')
+    const b = c.member('b')
+    for (const g of names) a.driver.campaign(g)
+    await c.tickUntil(() => names.every((g) => c.agreedLeader(g) === 'a'), 50, 'a leads every group')
+    await c.settle()
+    const before = b.store.syncs.length
+    await Promise.all(names.map((g) => a.driver.propose(g, bytes(`s-${g}`))))
+    await c.tickUntil(() => names.every((g) => b.sm.payloads(g).includes(`s-${g}`)), 20, 'b applied')
+    const seen = b.store.syncs.slice(before)
+    const withEntries = seen.filter((p) => p.writes.some((w) => w.entries.length > 0))
+    const commitOnly = seen.filter((p) =>
+      p.writes.every((w) => w.entries.length === 0 && !w.snapshot && w.hardState !== undefined),
+    )
+    expect(withEntries.length).toBeGreaterThan(0)
+    expect(withEntries.every((p) => p.sync)).toBe(true)
+    // The follower learns the new commit index in a later turn: written, but not fsynced.
+    expect(commitOnly.length).toBeGreaterThan(0)
+    expect(commitOnly.every((p) => !p.sync)).toBe(true)
+  })
+
   it('splits a turn into several frames when it exceeds frameBytesMax', async () => {
     const { c, names } = start(10, { frameBytesMax: 600 })
     for (const g of names) c.member('a').driver.campaign(g)

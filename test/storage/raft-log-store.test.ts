@@ -37,6 +37,26 @@ describe('raft.db', () => {
     await remove()
   })
 
+  it('fsyncs the WAL for a durable batch and not for one persisted with sync: false', async () => {
+    const { dir, remove } = await tempDir()
+    const store = await openRaftLogStore({ path: join(dir, 'raft.db') })
+    store.open('g', conf)
+    const entry = (index: number): Entry => ({ index, term: 1, type: 0, data: new Uint8Array([index]) })
+    await store.persist([{ group: 'g', entries: [entry(1)], hardState: { term: 1, vote: 'a', commit: 0 } }])
+    expect(store.syncCount).toBe(1)
+    await store.persist([{ group: 'g', entries: [], hardState: { term: 1, vote: 'a', commit: 1 } }], {
+      sync: false,
+    })
+    expect(store.syncCount).toBe(1)
+    expect(store.transactionCount).toBe(2)
+    await store.close()
+    // Unsynced is still written: a reopen (as after a process crash) sees it.
+    const again = await openRaftLogStore({ path: join(dir, 'raft.db') })
+    expect(again.open('g').initialState().hardState.commit).toBe(1)
+    await again.close()
+    await remove()
+  })
+
   it('matches the in-memory model through random appends, conflicts, snapshots and reopens', async () => {
     const seed = Number(process.env.STORAGE_SEED ?? Date.now() % 1_000_000)
     const rand = seeded(seed)
