@@ -75,6 +75,8 @@ export interface CallRequest {
   /** `stale`: served from this replica's applied state (read-only calls only). */
   consistency?: 'strong' | 'stale'
   idempotencyKey?: string
+  /** W3C `traceparent` of the gateway's hop (same trace id, its span id), for tracing across forwards. */
+  traceparent?: string
 }
 
 export interface CallReply {

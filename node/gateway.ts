@@ -1,13 +1,33 @@
 /**
- * The HTTP gateway of a node: health, status, members, namespaces, module deploys and actor
- * calls. Every error answers JSON `{code, message}` with the status docs/errors.md lists;
- * retryable ones carry `Retry-After`.
+ * The HTTP gateway of a node: health and readiness, status, members, namespaces (create, list,
+ * get, delete), module deploys, actor calls and bearer tokens. One route table serves the
+ * `/v1/ns/...` names and their older `/v1/namespaces/...` aliases. Every error answers JSON
+ * `{code, message}` with the status docs/errors.md lists; retryable ones carry `Retry-After`.
+ * Access control (node/auth.ts) is asked before a route runs; `/healthz` and `/readyz` are open.
  */
+import { randomBytes } from 'node:crypto'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { Capability } from '../actors/index.js'
 import type { CallRequest } from './actor-host.js'
 import type { CallRouter } from './router.js'
+import type { Refusal } from './ws/index.js'
+
+/** Who may use a route: anyone, an admin token, or a token for the namespace (or an admin one). */
+export type Access = { kind: 'open' } | { kind: 'admin' } | { kind: 'namespace'; namespace: string }
+
+/** Whether this node can serve: `missing` says what is not there yet when it cannot. */
+export interface Readiness {
+  ready: boolean
+  missing: string[]
+}
+
+/** Token administration (node/auth.ts `TokenAdmin`). */
+export interface GatewayTokens {
+  create(body: unknown): Promise<unknown>
+  list(): unknown
+  remove(id: string): Promise<unknown>
+}
 
 /** What the gateway serves from; the node passes its parts in. */
 export interface GatewayDeps {
@@ -15,19 +35,83 @@ export interface GatewayDeps {
   addrs: () => string[]
   status: () => unknown
   members: () => unknown
-  namespaces: () => unknown
+  namespaces: () => Array<{ name: string }>
   createNamespace: (name: string, replicationFactor: number) => Promise<unknown>
+  readiness: () => Readiness
   router: CallRouter
   /** Bytes of a call's payload. */
   payloadBytesMax: number
   /** Bytes of a module. */
   moduleBytesMax: number
-  /** More routes (the backup admin's), tried before the 404; true when one answered. */
+  /** Access control; none: every route is open (loopback dev mode without tokens). */
+  authorize?: (req: IncomingMessage, access: Access) => Refusal | undefined
+  tokens?: GatewayTokens
+  /** More routes (backup admin, chaos), tried before the 404 and only with admin access. */
   extraRoutes?: (req: IncomingMessage, res: ServerResponse, url: URL) => Promise<boolean>
 }
 
-const ACTOR_ROUTE = /^\/v1\/namespaces\/([^/]+)\/actors\/([^/]+)\/([^/]+)$/
-const MODULE_ROUTE = /^\/v1\/namespaces\/([^/]+)\/module$/
+/** Bytes of a JSON admin body (namespace create, token create). */
+const ADMIN_BODY_BYTES_MAX = 64 * 1024
+
+/** One request as the handlers see it. */
+interface Ctx {
+  req: IncomingMessage
+  res: ServerResponse
+  url: URL
+  deps: GatewayDeps
+  /** Headers every answer of this request carries (the echoed `traceparent`). */
+  headers: Record<string, string>
+  send(status: number, body: unknown, headers?: Record<string, string>): void
+}
+
+interface Route {
+  method: 'GET' | 'POST' | 'PUT' | 'DELETE'
+  path: RegExp
+  /** Who may use it, from the path's (decoded) parameters. */
+  access: (params: string[]) => Access
+  run: (c: Ctx, params: string[]) => Promise<void> | void
+}
+
+const NS = '/v1/(?:ns|namespaces)'
+const open = (): Access => ({ kind: 'open' })
+const admin = (): Access => ({ kind: 'admin' })
+const ofNamespace = (p: string[]): Access => ({ kind: 'namespace', namespace: p[0]! })
+
+/** Every route; `/v1/namespaces/...` are aliases of `/v1/ns/...` (same patterns, same handlers). */
+const ROUTES: Route[] = [
+  {
+    method: 'GET',
+    path: /^\/healthz$/,
+    access: open,
+    run: (c) => c.send(200, { ok: true, peer: c.deps.peer }),
+  },
+  { method: 'GET', path: /^\/readyz$/, access: open, run: readyz },
+  { method: 'GET', path: /^\/v1\/status$/, access: admin, run: (c) => c.send(200, c.deps.status()) },
+  { method: 'GET', path: /^\/v1\/members$/, access: admin, run: (c) => c.send(200, c.deps.members()) },
+  {
+    method: 'GET',
+    path: new RegExp(`^${NS}$`),
+    access: admin,
+    run: (c) => c.send(200, { namespaces: c.deps.namespaces() }),
+  },
+  { method: 'POST', path: new RegExp(`^${NS}$`), access: admin, run: createNamespace },
+  { method: 'GET', path: new RegExp(`^${NS}/([^/]+)$`), access: ofNamespace, run: getNamespace },
+  { method: 'PUT', path: new RegExp(`^${NS}/([^/]+)/module$`), access: admin, run: deploy },
+  {
+    method: 'POST',
+    path: new RegExp(`^${NS}/([^/]+)/actors/([^/]+)/([^/]+)$`),
+    access: ofNamespace,
+    run: callActor,
+  },
+  { method: 'POST', path: /^\/v1\/tokens$/, access: admin, run: createToken },
+  { method: 'GET', path: /^\/v1\/tokens$/, access: admin, run: (c) => c.send(200, tokens(c).list()) },
+  {
+    method: 'DELETE',
+    path: /^\/v1\/tokens\/([^/]+)$/,
+    access: admin,
+    run: async (c, [id]) => c.send(200, await tokens(c).remove(id!)),
+  },
+]
 
 export function createGateway(deps: GatewayDeps): Server {
   return createServer((req, res) => void handle(req, res, deps))
@@ -52,80 +136,215 @@ export function listen(server: Server, hostPort: string): Promise<string> {
 }
 
 async function handle(req: IncomingMessage, res: ServerResponse, deps: GatewayDeps): Promise<void> {
-  const send = (status: number, body: unknown, headers: Record<string, string> = {}) => {
-    res.writeHead(status, { 'content-type': 'application/json', ...headers })
-    res.end(`${JSON.stringify(body)}\n`)
+  const c: Ctx = {
+    req,
+    res,
+    url: new URL(req.url ?? '/', 'http://gateway'),
+    deps,
+    headers: {},
+    send(status, body, headers = {}) {
+      if (res.headersSent) {
+        res.destroy()
+        return
+      }
+      res.writeHead(status, { 'content-type': 'application/json', ...c.headers, ...headers })
+      res.end(`${JSON.stringify(body)}\n`)
+    },
   }
-  const url = new URL(req.url ?? '/', 'http://gateway')
-  const path = url.pathname
   try {
-    const actor = ACTOR_ROUTE.exec(path)
-    if (actor) {
-      if (req.method !== 'POST') return notAllowed(send, req, path)
-      const [ns, id, method] = actor.slice(1).map(decodeURIComponent) as [string, string, string]
-      const consistency = url.searchParams.get('consistency') ?? undefined
-      const key = header(req, 'idempotency-key')
-      const call: CallRequest = {
-        namespace: ns,
-        actor: id,
-        method,
-        payload: await readBody(req, deps.payloadBytesMax),
-        ...(url.searchParams.get('readonly') === 'true' ? { readonly: true } : {}),
-        ...(consistency !== undefined ? { consistency: consistency as 'strong' | 'stale' } : {}),
-        ...(key !== undefined ? { idempotencyKey: key } : {}),
-      }
-      const out = await deps.router.call(call)
-      res.writeHead(200, {
-        'content-type': 'application/octet-stream',
-        'x-actormesh-served-by': out.servedBy,
-        ...(out.replayed ? { 'x-actormesh-replayed': 'true' } : {}),
-      })
-      res.end(out.reply)
-      return
-    }
-    const mod = MODULE_ROUTE.exec(path)
-    if (mod) {
-      if (req.method !== 'PUT') return notAllowed(send, req, path)
-      const caps = url.searchParams.get('capabilities')
-      const bytes = await readBody(req, deps.moduleBytesMax)
-      send(
-        200,
-        await deps.router.deploy({
-          namespace: decodeURIComponent(mod[1]!),
-          bytes,
-          ...(caps !== null ? { capabilities: caps.split(',').filter(Boolean) as Capability[] } : {}),
-        }),
-      )
-      return
-    }
-    if (path === '/v1/namespaces' && req.method === 'POST') {
-      const body = JSON.parse(Buffer.from(await readBody(req, 64 * 1024)).toString('utf8') || '{}') as {
-        name?: unknown
-        replicationFactor?: unknown
-      }
-      if (typeof body.name !== 'string')
-        throw new TypeError("Cannot create a namespace: 'name' must be a string")
-      const rf = body.replicationFactor === undefined ? 3 : body.replicationFactor
-      if (typeof rf !== 'number')
-        throw new TypeError("Cannot create a namespace: 'replicationFactor' must be a number")
-      send(201, await deps.createNamespace(body.name, rf))
-      return
-    }
-    if (deps.extraRoutes && (await deps.extraRoutes(req, res, url))) return
-    if (req.method !== 'GET') return notAllowed(send, req, path)
-    if (path === '/healthz') send(200, { ok: true, peer: deps.peer })
-    else if (path === '/v1/status') send(200, deps.status())
-    else if (path === '/v1/namespaces') send(200, { namespaces: deps.namespaces() })
-    else if (path === '/v1/members') send(200, deps.members())
-    else send(404, { code: 'ACTORMESH_NOT_FOUND', message: `No route '${path}'` })
+    await route(c)
   } catch (e) {
     const { status, code, headers } = httpError(e)
-    send(status, { code, message: (e as Error).message }, headers)
+    c.send(status, { code, message: (e as Error).message }, headers)
   }
 }
 
-function notAllowed(send: (s: number, b: unknown) => void, req: IncomingMessage, path: string): void {
-  send(405, { code: 'ACTORMESH_METHOD_NOT_ALLOWED', message: `Cannot ${req.method} '${path}'` })
+async function route(c: Ctx): Promise<void> {
+  const path = c.url.pathname
+  const matching = ROUTES.map((r) => ({ r, m: r.path.exec(path) })).filter((x) => x.m !== null)
+  const hit = matching.find((x) => x.r.method === c.req.method)
+  if (hit) {
+    const params = hit.m!.slice(1).map((p) => decodeURIComponent(p))
+    if (refused(c, hit.r.access(params))) return
+    await hit.r.run(c, params)
+    return
+  }
+  if (matching.length > 0) {
+    c.send(405, { code: 'ACTORMESH_METHOD_NOT_ALLOWED', message: `Cannot ${c.req.method} '${path}'` })
+    return
+  }
+  if (c.deps.extraRoutes) {
+    if (refused(c, admin())) return
+    if (await c.deps.extraRoutes(c.req, c.res, c.url)) return
+  }
+  c.send(404, { code: 'ACTORMESH_NOT_FOUND', message: `No route '${path}'` })
+}
+
+/** Answers a refusal (401 with `www-authenticate`, 403) and returns true, or returns false. */
+function refused(c: Ctx, access: Access): boolean {
+  if (access.kind === 'open' || !c.deps.authorize) return false
+  const denied = c.deps.authorize(c.req, access)
+  if (!denied) return false
+  const headers: Record<string, string> = denied.status === 401 ? { 'www-authenticate': 'Bearer' } : {}
+  c.send(denied.status, { code: denied.code, message: denied.message }, headers)
+  return true
+}
+
+function readyz(c: Ctx): void {
+  const r = c.deps.readiness()
+  if (r.ready) c.send(200, { ready: true, peer: c.deps.peer })
+  else {
+    c.send(
+      503,
+      {
+        code: 'ACTORMESH_NOT_READY',
+        message: `Node is not ready: ${r.missing.join('; ')}`,
+        missing: r.missing,
+      },
+      { 'retry-after': '1' },
+    )
+  }
+}
+
+async function createNamespace(c: Ctx): Promise<void> {
+  const body = (await readJson(c.req)) as { name?: unknown; replicationFactor?: unknown } | null
+  if (typeof body?.name !== 'string')
+    throw new TypeError("Cannot create a namespace: 'name' must be a string")
+  const rf = body.replicationFactor === undefined ? 3 : body.replicationFactor
+  if (typeof rf !== 'number')
+    throw new TypeError(
+      `Cannot create a namespace: 'replicationFactor' ${JSON.stringify(rf)} must be a number`,
+    )
+  c.send(201, await c.deps.createNamespace(body.name, rf))
+}
+
+function getNamespace(c: Ctx, [name]: string[]): void {
+  const ns = c.deps.namespaces().find((n) => n.name === name)
+  if (ns) c.send(200, ns)
+  else c.send(404, { code: 'ACTORMESH_NAMESPACE_NOT_FOUND', message: `No namespace '${name}'` })
+}
+
+async function deploy(c: Ctx, [namespace]: string[]): Promise<void> {
+  const caps = c.url.searchParams.get('capabilities')
+  const bytes = await readBody(c.req, c.deps.moduleBytesMax)
+  c.send(
+    200,
+    await c.deps.router.deploy({
+      namespace: namespace!,
+      bytes,
+      ...(caps !== null ? { capabilities: caps.split(',').filter(Boolean) as Capability[] } : {}),
+    }),
+  )
+}
+
+async function createToken(c: Ctx): Promise<void> {
+  c.send(201, await tokens(c).create(await readJson(c.req)))
+}
+
+function tokens(c: Ctx): GatewayTokens {
+  if (!c.deps.tokens) throw new Error('Tokens are not served by this gateway')
+  return c.deps.tokens
+}
+
+/**
+ * `POST .../actors/{id}/{method}`: the body is the payload — bytes, or JSON text when the request
+ * says `content-type: application/json` (checked to be JSON). A JSON request gets a JSON answer
+ * when the reply is JSON. Options come as headers (or the older query parameters).
+ */
+async function callActor(c: Ctx, [namespace, actor, method]: string[]): Promise<void> {
+  const { req, url } = c
+  const trace = traceContext(header(req, 'traceparent'))
+  if (trace) c.headers.traceparent = trace
+  const json = isJsonType(header(req, 'content-type'))
+  const payload = await readBody(req, c.deps.payloadBytesMax)
+  if (json) parseJson(payload, 'request body')
+  const consistency =
+    header(req, 'x-actormesh-consistency') ?? url.searchParams.get('consistency') ?? undefined
+  const readonly = flag('readonly', header(req, 'x-actormesh-readonly') ?? url.searchParams.get('readonly'))
+  const key = header(req, 'idempotency-key')
+  const call: CallRequest = {
+    namespace: namespace!,
+    actor: actor!,
+    method: method!,
+    payload,
+    ...(readonly ? { readonly: true } : {}),
+    ...(consistency !== undefined ? { consistency: consistency as 'strong' | 'stale' } : {}),
+    ...(key !== undefined ? { idempotencyKey: key } : {}),
+    ...(trace ? { traceparent: trace } : {}),
+  }
+  const out = await c.deps.router.call(call)
+  const jsonReply = json && isJson(out.reply)
+  c.res.writeHead(200, {
+    'content-type': jsonReply ? 'application/json' : 'application/octet-stream',
+    'x-actormesh-served-by': out.servedBy,
+    ...(out.replayed ? { 'x-actormesh-replayed': 'true' } : {}),
+    ...c.headers,
+  })
+  c.res.end(out.reply)
+}
+
+const TRACEPARENT = /^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?$/
+
+/**
+ * W3C Trace Context: validates an incoming `traceparent` and returns this hop's (same trace id and
+ * flags, a new span id), or undefined when there is none. A malformed one is a `TypeError` (400).
+ */
+export function traceContext(
+  value: string | undefined,
+  spanId = randomBytes(8).toString('hex'),
+): string | undefined {
+  if (value === undefined) return undefined
+  const m = TRACEPARENT.exec(value.trim())
+  const bad = (why: string) => new TypeError(`Bad traceparent '${value}': ${why}`)
+  if (!m) throw bad('expected 00-<32 hex trace id>-<16 hex parent id>-<2 hex flags>')
+  const [, version, traceId, parentId, flags, rest] = m as unknown as string[]
+  if (version === 'ff') throw bad("version 'ff' is invalid")
+  if (version === '00' && rest !== undefined) throw bad('version 00 has exactly four fields')
+  if (/^0+$/.test(traceId!)) throw bad('the trace id is all zeros')
+  if (/^0+$/.test(parentId!)) throw bad('the parent id is all zeros')
+  return `00-${traceId}-${spanId}-${flags}`
+}
+
+function flag(name: string, value: string | null | undefined): boolean {
+  if (value === undefined || value === null || value === 'false') return false
+  if (value === 'true') return true
+  throw new TypeError(`Bad ${name} '${value}': use 'true' or 'false'`)
+}
+
+function isJsonType(contentType: string | undefined): boolean {
+  return contentType !== undefined && /^application\/([a-z0-9.+-]*\+)?json\s*(;|$)/i.test(contentType.trim())
+}
+
+const utf8 = new TextDecoder('utf-8', { fatal: true })
+
+/** Parses UTF-8 JSON; a `SyntaxError` or `TypeError` (both 400) naming `what` otherwise. */
+function parseJson(bytes: Uint8Array, what: string): unknown {
+  let text: string
+  try {
+    text = utf8.decode(bytes)
+  } catch {
+    throw new TypeError(`Bad ${what}: not UTF-8`)
+  }
+  try {
+    return JSON.parse(text)
+  } catch (e) {
+    throw new SyntaxError(`Bad ${what}: not JSON (${(e as Error).message})`)
+  }
+}
+
+function isJson(bytes: Uint8Array): boolean {
+  try {
+    parseJson(bytes, 'reply')
+    return true
+  } catch {
+    return false
+  }
+}
+
+/** A JSON admin body; an empty body is `{}`. */
+async function readJson(req: IncomingMessage): Promise<unknown> {
+  const bytes = await readBody(req, ADMIN_BODY_BYTES_MAX)
+  return bytes.length === 0 ? {} : parseJson(bytes, 'request body')
 }
 
 function header(req: IncomingMessage, name: string): string | undefined {
@@ -133,11 +352,15 @@ function header(req: IncomingMessage, name: string): string | undefined {
   return Array.isArray(v) ? v[0] : v
 }
 
-/** HTTP status of each non-retryable error code of the request path (retryable ones are 503). */
+/** HTTP status of each non-retryable error code (retryable ones are 503). */
 const STATUS: Record<string, number> = {
   ACTORMESH_CONFLICT: 409,
   ACTORMESH_BODY_TOO_LARGE: 413,
   ACTORMESH_NAMESPACE_NOT_FOUND: 404,
+  ACTORMESH_TOKEN_NOT_FOUND: 404,
+  ACTORMESH_TOKENS_MAX: 409,
+  ACTORMESH_UNAUTHENTICATED: 401,
+  ACTORMESH_FORBIDDEN: 403,
   ACTORMESH_NAMESPACE_NOT_DEPLOYED: 409,
   ACTORMESH_METHOD_NOT_FOUND: 404,
   ACTORMESH_MODULE_INVALID: 400,
@@ -159,6 +382,12 @@ const STATUS: Record<string, number> = {
   ACTORMESH_RPC_TIMEOUT: 504,
 }
 
+/**
+ * Retryable codes: 503 with `Retry-After`. The over-a-limit ones (`ACTOR_BUSY`, `TOO_MANY_PENDING`,
+ * `RPC_BUSY`) are capacity of an actor, a group or a node shared by every client — server overload
+ * (RFC 9110 §15.6.4) — not a per-client quota, so they are 503 too; 429 is kept for per-client
+ * limits, which the gateway does not have yet (docs/gateway.md, "Status codes").
+ */
 const RETRYABLE = new Set([
   'ACTORMESH_NOT_LEADER',
   'ACTORMESH_NO_LEADER',
@@ -177,7 +406,7 @@ const RETRYABLE = new Set([
 
 /** Maps an error to its HTTP status and stable code (docs/errors.md). */
 export function httpError(e: unknown): { status: number; code: string; headers?: Record<string, string> } {
-  if (e instanceof TypeError || e instanceof RangeError || e instanceof SyntaxError)
+  if (e instanceof TypeError || e instanceof RangeError || e instanceof SyntaxError || e instanceof URIError)
     return { status: 400, code: 'ACTORMESH_BAD_REQUEST' }
   const err = e as { code?: unknown; retryable?: unknown; details?: { retryAfterMs?: unknown } }
   const code = typeof err.code === 'string' ? err.code : 'ACTORMESH_INTERNAL'

@@ -274,6 +274,7 @@ export async function startMeshNode(
         module: actors.moduleOf(ns.name) ?? null,
       })),
     createNamespace: (name, rf) => sys.createNamespace(name, rf),
+    readiness: () => sys.readiness(),
     router,
     payloadBytesMax: actors.runtime.limits.payloadBytesMax,
     moduleBytesMax: config.actors?.moduleBytesMax ?? 8 << 20,

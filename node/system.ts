@@ -147,6 +147,22 @@ export class SystemService {
     }))
   }
 
+  /**
+   * Whether this node can serve (`/readyz`): it has joined `_system`, knows `_system`'s leader,
+   * and knows a leader of every namespace it hosts. `missing` names what is not there yet.
+   */
+  readiness(): { ready: boolean; missing: string[] } {
+    const st = this.status()
+    if (!st.joined) return { ready: false, missing: [`not joined to ${SYSTEM_GROUP}`] }
+    const missing = st.leader ? [] : [`no known leader of ${SYSTEM_GROUP}`]
+    const leaderless = [...this.namespaces.keys()].filter((ns) => !this.driver.leader(ns))
+    if (leaderless.length > 0) {
+      const some = leaderless.slice(0, 10).join(', ')
+      missing.push(`no known leader of ${leaderless.length} hosted namespace(s): ${some}`)
+    }
+    return { ready: missing.length === 0, missing }
+  }
+
   /** The state machine (and store) of a namespace hosted here, if it is. */
   hosted(name: string): NamespaceStateMachine | undefined {
     return this.namespaces.get(name)
