@@ -360,6 +360,12 @@ export class ActorRuntime {
     for (const rec of [...this.table.ofNamespace(namespace)]) this.discard(namespace, rec.actor)
   }
 
+  /** Forgets a namespace: its resident actors and its module go (the namespace was deleted). */
+  removeNamespace(namespace: string): void {
+    this.discardNamespace(namespace)
+    this.namespaces.delete(namespace)
+  }
+
   /**
    * Stops the runtime: queued calls fail, resident state is dropped (pending writes with it),
    * and later calls and deploys throw the abort reason.

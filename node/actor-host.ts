@@ -198,6 +198,16 @@ export class ActorHost {
     await this.onHosted(name, machine)
   }
 
+  /**
+   * The namespace was deleted and is no longer hosted here: its stint, alarms, module version and
+   * resident actors go, so nothing touches its removed group and a namespace created again under
+   * the name starts from nothing.
+   */
+  onRemoved(name: string): void {
+    this.state.delete(name)
+    this.runtime.removeNamespace(name)
+  }
+
   /** Applied entries of a hosted namespace (every replica): alarm index, module, follower caches. */
   onApplied(name: string, entries: AppliedEntry[]): void {
     const s = this.ns(name)

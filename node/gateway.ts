@@ -37,6 +37,7 @@ export interface GatewayDeps {
   members: () => unknown
   namespaces: () => Array<{ name: string }>
   createNamespace: (name: string, replicationFactor: number) => Promise<unknown>
+  deleteNamespace: (name: string) => Promise<unknown>
   readiness: () => Readiness
   router: CallRouter
   /** Bytes of a call's payload. */
@@ -96,6 +97,12 @@ const ROUTES: Route[] = [
   },
   { method: 'POST', path: new RegExp(`^${NS}$`), access: admin, run: createNamespace },
   { method: 'GET', path: new RegExp(`^${NS}/([^/]+)$`), access: ofNamespace, run: getNamespace },
+  {
+    method: 'DELETE',
+    path: new RegExp(`^${NS}/([^/]+)$`),
+    access: admin,
+    run: async (c, [ns]) => c.send(200, await c.deps.deleteNamespace(ns!)),
+  },
   { method: 'PUT', path: new RegExp(`^${NS}/([^/]+)/module$`), access: admin, run: deploy },
   {
     method: 'POST',

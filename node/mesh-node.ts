@@ -226,6 +226,7 @@ export async function startMeshNode(
         ws.onHosted(ns, machine) // first and synchronously: before the group applies anything
         return actors.onHosted(ns, machine)
       },
+      onUnhosted: (ns) => actors.onRemoved(ns),
     },
   )
   const sys = system
@@ -274,6 +275,7 @@ export async function startMeshNode(
         module: actors.moduleOf(ns.name) ?? null,
       })),
     createNamespace: (name, rf) => sys.createNamespace(name, rf),
+    deleteNamespace: (name) => sys.deleteNamespace(name),
     readiness: () => sys.readiness(),
     router,
     payloadBytesMax: actors.runtime.limits.payloadBytesMax,

@@ -1,7 +1,18 @@
+import { readdir, rm } from 'node:fs/promises'
+import { basename, dirname, join } from 'node:path'
 import type { Logger } from 'pino'
 import { ConfChangeType, type ConfState, type MultiRaft, Role } from '../consensus/index.js'
 import { type NamespaceStore, openNamespaceStore } from '../storage/index.js'
-import { Catalog, type CatalogNamespace, encodeCommand, SYSTEM_GROUP, validateCommand } from './catalog.js'
+import {
+  Catalog,
+  type CatalogCommand,
+  type CatalogNamespace,
+  type CatalogResult,
+  encodeCommand,
+  SYSTEM_GROUP,
+  validateCommand,
+} from './catalog.js'
+import { NamespaceNotFoundError } from './errors.js'
 import type { Membership } from './membership.js'
 import { type NamespaceHooks, NamespaceStateMachine } from './namespace-group.js'
 import { NamespaceSnapshots } from './namespace-snapshot.js'
@@ -20,7 +31,12 @@ export interface SystemOptions {
   namespaceHooks?: NamespaceHooks
   /** Told when this node starts hosting a namespace replica (its store is open, its group created). */
   onHosted?: (name: string, machine: NamespaceStateMachine) => void | Promise<void>
+  /** Told when this node stops hosting a deleted namespace, before its group and store go. */
+  onUnhosted?: (name: string) => void
 }
+
+/** Catalog commands any node may submit through the `_system` leader (`sys.catalog`). */
+const SUBMITTABLE = new Set<CatalogCommand['op']>(['ns-delete'])
 
 /** The answer to `sys.join`: the membership the joiner must create its `_system` replica with. */
 interface JoinAnswer {
@@ -52,6 +68,8 @@ export class SystemService {
   private readonly intervalMs: number
   /** Namespace replicas hosted here, by name (their LibSQL stores stay open while hosted). */
   private readonly namespaces = new Map<string, NamespaceStateMachine>()
+  /** The catalog's `createdIndex` of each hosted namespace: another one means deleted and re-created. */
+  private readonly hostedCreatedIndex = new Map<string, number>()
   private readonly opening = new Set<string>()
   private readonly replicaDeadTimeoutMs: number
   /** When each member was first seen not alive (local clock), for the repair timeout. */
@@ -80,6 +98,7 @@ export class SystemService {
     rpc.handle('sys.join', (from, payload) => this.handleJoin(from, payload))
     rpc.handle('sys.ns.create', (_from, payload) => this.handleCreate(payload))
     rpc.handle('sys.module', (_from, payload) => this.handleModule(payload))
+    rpc.handle('sys.catalog', (_from, payload) => this.handleSubmit(payload))
     this.snapshots = new NamespaceSnapshots(
       self,
       rpc,
@@ -111,6 +130,45 @@ export class SystemService {
       { name, replicationFactor },
       { timeoutMs: 10_000 },
     )) as CatalogNamespace
+  }
+
+  /**
+   * Deletes a namespace from the catalog (through the `_system` leader). Every replica notices in
+   * `reconcile` and removes its group, store and files; calls to it answer 404 from then on.
+   */
+  async deleteNamespace(name: string, options?: { signal?: AbortSignal }): Promise<{ deleted: string }> {
+    options?.signal?.throwIfAborted()
+    const result = await this.submit({ op: 'ns-delete', name }, options)
+    if (!result.ok && result.code === 'not-found') throw new NamespaceNotFoundError(name)
+    if (!result.ok) throw new Error(result.message)
+    return { deleted: name }
+  }
+
+  /**
+   * Proposes a catalog command of `SUBMITTABLE` through the `_system` leader (forwarded over RPC
+   * when this node does not lead) and resolves with what applying it did.
+   */
+  async submit(command: CatalogCommand, options?: { signal?: AbortSignal }): Promise<CatalogResult> {
+    options?.signal?.throwIfAborted()
+    if (!SUBMITTABLE.has(command.op)) throw new TypeError(`Cannot submit catalog command '${command.op}'`)
+    validateCommand(command)
+    const st = this.status()
+    if (st.joined && st.leader === this.self) return this.handleSubmit(command)
+    if (!st.leader) throw new NotLeaderError('')
+    return (await this.rpc.request(st.leader, 'sys.catalog', command, {
+      timeoutMs: 10_000,
+      ...(options?.signal ? { signal: options.signal } : {}),
+    })) as CatalogResult
+  }
+
+  private async handleSubmit(payload: unknown): Promise<CatalogResult> {
+    const command = payload as CatalogCommand
+    if (!SUBMITTABLE.has(command?.op)) throw new TypeError(`Cannot submit catalog command '${command?.op}'`)
+    validateCommand(command)
+    const st = this.joined ? this.driver.status(SYSTEM_GROUP) : undefined
+    if (!st || st.role !== Role.Leader) throw new NotLeaderError(st?.lead ?? '')
+    const index = await this.driver.propose(SYSTEM_GROUP, encodeCommand(command))
+    return this.catalog.result(index) ?? { ok: true }
   }
 
   /** Records a namespace's deployed module hash in the catalog (through the `_system` leader). */
@@ -206,8 +264,18 @@ export class SystemService {
       .map((peer) => ({ peer, alive: true, deadForMs: 0, replicas: count.get(peer) ?? 0 }))
   }
 
-  /** Hosts every namespace the catalog places here that is not hosted yet. */
+  /**
+   * Hosts every namespace the catalog places here that is not hosted yet, and stops hosting every
+   * one the catalog no longer has (deleted) or has under another `createdIndex` (deleted and
+   * created again: the new one starts empty).
+   */
   private reconcile(): void {
+    for (const name of this.namespaces.keys()) {
+      const ns = this.catalog.namespaces.get(name)
+      if ((ns && ns.createdIndex === this.hostedCreatedIndex.get(name)) || this.opening.has(name)) continue
+      this.opening.add(name)
+      void this.unhost(name).finally(() => this.opening.delete(name))
+    }
     for (const ns of this.catalog.namespaces.values()) {
       const mine = ns.voters.includes(this.self) || ns.learners.includes(this.self)
       if (!mine || this.namespaces.has(ns.name) || this.opening.has(ns.name)) continue
@@ -234,12 +302,30 @@ export class SystemService {
         stateMachine: machine,
       })
       this.namespaces.set(ns.name, machine)
+      this.hostedCreatedIndex.set(ns.name, ns.createdIndex)
       store = undefined
       await this.options.onHosted?.(ns.name, machine)
       this.log.info({ ns: ns.name }, 'hosting namespace replica')
     } catch (e) {
       await store?.close().catch(() => {})
       this.log.error({ ns: ns.name, err: String(e) }, 'cannot host namespace replica; will retry')
+    }
+  }
+
+  /** Stops hosting a deleted namespace: its Raft group (and log) goes, then its store and files. */
+  private async unhost(name: string): Promise<void> {
+    const machine = this.namespaces.get(name)
+    if (!machine) return
+    this.namespaces.delete(name)
+    this.hostedCreatedIndex.delete(name)
+    try {
+      this.options.onUnhosted?.(name)
+      if (this.driver.groups().includes(name)) await this.driver.removeGroup(name)
+      await machine.store.close()
+      await removeNamespaceFiles(machine.store.path)
+      this.log.info({ ns: name }, 'namespace deleted: replica, log and files removed')
+    } catch (e) {
+      this.log.error({ ns: name, err: String(e) }, 'cannot remove a deleted namespace replica completely')
     }
   }
 
@@ -511,5 +597,19 @@ export class SystemService {
     if (!change || typeof change.node !== 'string' || typeof change.type !== 'number')
       throw new TypeError('Malformed conf change')
     return this.driver.proposeConfChange(ns, { type: change.type as ConfChangeType, node: change.node })
+  }
+}
+
+/**
+ * Removes a namespace's database and every file beside it that belongs to it (`-wal`, `-shm`,
+ * `-journal`, snapshot and staging temps): all are named `<name>.db` followed by `-` or `.`
+ * (namespace names have no dot, so no other namespace's file matches).
+ */
+async function removeNamespaceFiles(path: string): Promise<void> {
+  const dir = dirname(path)
+  const file = basename(path)
+  for (const name of await readdir(dir)) {
+    if (name === file || name.startsWith(`${file}-`) || name.startsWith(`${file}.`))
+      await rm(join(dir, name), { force: true, recursive: true })
   }
 }

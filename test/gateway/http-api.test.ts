@@ -2,6 +2,8 @@
  * The HTTP API of real node processes: the `/v1/ns/...` routes and their `/v1/namespaces/...`
  * aliases, JSON and byte payloads, the call headers, readiness, and JSON errors with their status.
  */
+import { readdir } from 'node:fs/promises'
+import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
 import { exampleModule } from '../actors/examples.js'
 import { type ClusterNode, ProcessCluster, waitFor } from '../integration/cluster.js'
@@ -178,4 +180,67 @@ describe('HTTP API', () => {
     const noNs = await http(node, 'POST', '/v1/ns/absent/actors/a/get')
     expect([noNs.status, noNs.json().code]).toEqual([404, 'ACTORMESH_NAMESPACE_NOT_FOUND'])
   }, 120_000)
+
+  it('deletes a namespace on every replica, and a namespace created again under its name starts empty', async () => {
+    cluster = new ProcessCluster()
+    await cluster.start(3)
+    const nodes = cluster.nodes
+    const [a, b, c] = nodes as [ClusterNode, ClusterNode, ClusterNode]
+    const gone = () => http(a, 'POST', '/v1/ns', JSON.stringify({ name: 'gone', replicationFactor: 3 }))
+    await waitFor(
+      async () =>
+        ((await http(a, 'GET', '/v1/status')).json().system as { voters: string[] }).voters.length === 3,
+      () => 'three _system voters',
+    )
+    expect((await untilNot503('create', gone)).status).toBe(201)
+    const wasm = await exampleModule('counter')
+    expect((await untilNot503('deploy', () => http(b, 'PUT', '/v1/ns/gone/module', wasm))).status).toBe(200)
+    const inc = await untilNot503('increment', () => http(c, 'POST', '/v1/ns/gone/actors/x/increment', '41'))
+    expect(inc.text).toBe('41')
+    // An alarm far ahead: the deleted namespace's alarm index must go with it.
+    const later = String(Date.now() + 3_600_000)
+    expect(
+      (await untilNot503('alarm', () => http(a, 'POST', '/v1/ns/gone/actors/y/reset_at', later))).text,
+    ).toBe('ok')
+    const files = async (n: ClusterNode) =>
+      (await readdir(join(n.dataDir, 'ns'))).filter((f) => f.startsWith('gone.db'))
+    for (const n of nodes) {
+      await waitFor(
+        async () => (await files(n)).length > 0,
+        () => `a replica of gone on ${n.url}`,
+      )
+    }
+
+    const deleted = await untilNot503('delete', () => http(b, 'DELETE', '/v1/ns/gone'))
+    expect([deleted.status, deleted.json()]).toEqual([200, { deleted: 'gone' }])
+    for (const n of nodes) {
+      await waitFor(
+        async () => (await files(n)).length === 0,
+        () => `gone's files to be removed on ${n.url}`,
+      )
+      expect((await http(n, 'GET', '/v1/ns/gone')).status).toBe(404)
+      const call = await http(n, 'POST', '/v1/ns/gone/actors/x/get')
+      expect([call.status, call.json().code]).toEqual([404, 'ACTORMESH_NAMESPACE_NOT_FOUND'])
+    }
+    const twice = await http(c, 'DELETE', '/v1/ns/gone')
+    expect([twice.status, twice.json().code]).toEqual([404, 'ACTORMESH_NAMESPACE_NOT_FOUND'])
+
+    // Created again: empty, no module until one is deployed, every node still up and ready.
+    expect((await untilNot503('create again', gone)).status).toBe(201)
+    const undeployed = await untilNot503('call before deploy', () =>
+      http(c, 'POST', '/v1/ns/gone/actors/x/get'),
+    )
+    expect([undeployed.status, undeployed.json().code]).toEqual([409, 'ACTORMESH_NAMESPACE_NOT_DEPLOYED'])
+    expect((await untilNot503('deploy again', () => http(a, 'PUT', '/v1/ns/gone/module', wasm))).status).toBe(
+      200,
+    )
+    expect((await untilNot503('get', () => http(b, 'POST', '/v1/ns/gone/actors/x/get'))).text).toBe('0')
+    for (const n of nodes) {
+      expect(n.proc.exitCode).toBeNull()
+      await waitFor(
+        async () => (await http(n, 'GET', '/readyz')).status === 200,
+        () => `${n.url} ready`,
+      )
+    }
+  }, 180_000)
 })
