@@ -1,276 +1,75 @@
 /**
- * `actormesh`: the command-line entry point — `start` runs a node, `status` reports a running
- * node's view of the cluster. Exit codes: 0 ok, 1 runtime failure, 2 bad usage.
+ * `actormesh`: the command-line entry point. It only dispatches: each command lives in its own
+ * file under node/cli/ (the demo cluster in node/demo.ts). Every command reads its options from
+ * flags > `ACTORMESH_*` environment > config file > defaults (node/cli/options.ts). Exit codes:
+ * 0 ok, 1 runtime failure, 2 bad usage, 3 refused by the node (a 4xx answer). docs/cli.md has
+ * the reference.
  */
-import { resolve } from 'node:path'
-import { parseArgs } from 'node:util'
-import pino from 'pino'
-import { runRestoreCommand } from './backup/restore-command.js'
-import { runSnapshotCommand } from './backup/snapshot-command.js'
-import { chaosAddressProblem } from './chaos.js'
-import { startMeshNode } from './mesh-node.js'
-import { checkStatusDocs, formatStatus } from './status-command.js'
 
-const USAGE = `Usage: actormesh <command> [flags]
+import { restoreCommand, snapshotCommand } from './cli/backup.js'
+import { buildCommand } from './cli/build.js'
+import { callCommand } from './cli/call.js'
+import type { CliIo, Command } from './cli/command.js'
+import { deployCommand } from './cli/deploy.js'
+import { EXIT_USAGE, exitCodeOf } from './cli/errors.js'
+import { keygenCommand } from './cli/keygen.js'
+import { nsCommand } from './cli/ns.js'
+import { replayCommand } from './cli/replay.js'
+import { startCommand } from './cli/start.js'
+import { statusCommand } from './cli/status.js'
+import { demoCommand } from './demo.js'
+
+const commands: Command[] = [
+  startCommand,
+  demoCommand,
+  statusCommand,
+  nsCommand,
+  deployCommand,
+  callCommand,
+  buildCommand,
+  snapshotCommand,
+  restoreCommand,
+  replayCommand,
+  keygenCommand,
+]
+
+const USAGE = `Usage: actormesh <command> [flags]       (actormesh <command> --help for its flags)
 
 Commands:
-  start    Run a mesh node. SIGTERM/SIGINT: hand its leaderships to other nodes, flush, close, exit 0.
-  status   Print a running node's view: itself, members, namespaces, leaders and replica health.
-  snapshot Write a consistent, verifiable archive of a running cluster (docs/backup.md).
-  restore  Start a new cluster from an archive, or roll one namespace of a running cluster back.
+${commands.map((c) => `  ${c.name.padEnd(9)}${c.summary}`).join('\n')}
 
-start flags (environment variable in brackets; flags win):
-  --data DIR            data directory                 [ACTORMESH_DATA]   (./data)
-  --listen MULTIADDR    libp2p listen address, repeat  [ACTORMESH_LISTEN] (/ip4/127.0.0.1/tcp/7070)
-  --seed MULTIADDR      seed peer (…/p2p/<id>), repeat [ACTORMESH_SEEDS, comma-separated]
-  --http HOST:PORT      HTTP gateway address           [ACTORMESH_HTTP]   (127.0.0.1:8080)
-  --cluster-key FILE    pre-shared cluster key (libp2p pnet) [ACTORMESH_CLUSTER_KEY]
-  --log-level LEVEL     pino level                     [ACTORMESH_LOG_LEVEL] (info)
-  --replica-dead-timeout-ms MS  replace a namespace replica dead this long [ACTORMESH_REPLICA_DEAD_TIMEOUT_MS] (10000)
-  --snapshot-every-entries N    compact a group's log after N applied entries [ACTORMESH_SNAPSHOT_EVERY_ENTRIES] (10000)
-  --chaos               accept network faults over HTTP (PUT /v1/chaos/faults; docs/chaos.md); loopback addresses only
-
-status flags:
-  --http HOST:PORT      the node's HTTP gateway        [ACTORMESH_HTTP]   (127.0.0.1:8080)
-  --url URL             the node's gateway as a URL (instead of --http)
-  --json                print the node's /v1/status, /v1/members and /v1/namespaces as one JSON document
-
-snapshot --node URL --out FILE [--namespace NAME ...] [--key-file FILE]
-  for each namespace a ReadIndex barrier, then its state at or after it, into a new archive FILE;
-  --key-file encrypts it (AES-256-GCM; the file holds 32 bytes, e.g. openssl rand -hex 32)
-snapshot verify FILE [--key-file FILE]
-  checks format, every checksum and (with the key) decryption; prints the manifest
-
-restore --from FILE --data DIR [--key-file FILE] [--no-start] [start flags]
-  a new cluster in the empty DIR (new peer id) holding the archived namespaces, then runs the node
-  as start does (other nodes join it with --seed; replicas are added up to each replication factor)
-restore --from FILE --node URL --namespace NAME [--key-file FILE]
-  rolls NAME of a running cluster back to its archived state through Raft, on every replica at once
+Every flag can also come from ACTORMESH_<FLAG> in the environment or a JSON config file
+(--config FILE or ACTORMESH_CONFIG); flags win, then the environment, then the file.
+Exit codes: 0 ok, 1 runtime failure, 2 bad usage, 3 refused by the node (4xx). Docs: docs/cli.md
 `
 
-/** How long `status` waits for each of the node's answers, in milliseconds. */
-const STATUS_FETCH_TIMEOUT_MS = 5_000
-
-class UsageError extends Error {}
-
-/** Where the backup commands write, and how they report bad usage (exit 2). */
-const backupIo = { out: process.stdout, err: process.stderr, usage: (m: string) => new UsageError(m) }
-
-function list(value: string | undefined): string[] {
-  return value
-    ? value
-        .split(',')
-        .map((s) => s.trim())
-        .filter(Boolean)
-    : []
-}
-
-async function start(argv: string[]): Promise<void> {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      data: { type: 'string' },
-      listen: { type: 'string', multiple: true },
-      seed: { type: 'string', multiple: true },
-      http: { type: 'string' },
-      'cluster-key': { type: 'string' },
-      'log-level': { type: 'string' },
-      'replica-dead-timeout-ms': { type: 'string' },
-      'snapshot-every-entries': { type: 'string' },
-      chaos: { type: 'boolean' },
-      help: { type: 'boolean', short: 'h' },
-    },
-    strict: true,
-  })
-  if (values.help) {
-    process.stdout.write(USAGE)
-    return
-  }
-  const env = process.env
-  const log = pino({ level: values['log-level'] ?? env.ACTORMESH_LOG_LEVEL ?? 'info' })
-  const clusterKeyFile = values['cluster-key'] ?? env.ACTORMESH_CLUSTER_KEY
-  const deadText = values['replica-dead-timeout-ms'] ?? env.ACTORMESH_REPLICA_DEAD_TIMEOUT_MS
-  const replicaDeadTimeoutMs = deadText === undefined ? undefined : Number(deadText)
-  if (
-    replicaDeadTimeoutMs !== undefined &&
-    !(Number.isInteger(replicaDeadTimeoutMs) && replicaDeadTimeoutMs >= 0)
-  ) {
-    throw new UsageError(
-      `Invalid --replica-dead-timeout-ms '${deadText}': expected a whole number of milliseconds`,
-    )
-  }
-  const snapText = values['snapshot-every-entries'] ?? env.ACTORMESH_SNAPSHOT_EVERY_ENTRIES
-  const snapshotEveryEntries = snapText === undefined ? undefined : Number(snapText)
-  if (
-    snapshotEveryEntries !== undefined &&
-    !(Number.isInteger(snapshotEveryEntries) && snapshotEveryEntries > 0)
-  ) {
-    throw new UsageError(`Invalid --snapshot-every-entries '${snapText}': expected a positive whole number`)
-  }
-  const listen =
-    values.listen ??
-    (list(env.ACTORMESH_LISTEN).length ? list(env.ACTORMESH_LISTEN) : ['/ip4/127.0.0.1/tcp/7070'])
-  const http = values.http ?? env.ACTORMESH_HTTP ?? '127.0.0.1:8080'
-  const chaosProblem = values.chaos ? chaosAddressProblem(listen, http) : undefined
-  if (chaosProblem)
-    throw new UsageError(`Refusing --chaos: ${chaosProblem} (fault injection is for loopback test clusters)`)
-  const node = await startMeshNode(
-    {
-      dataDir: resolve(values.data ?? env.ACTORMESH_DATA ?? 'data'),
-      listen,
-      seeds: values.seed ?? list(env.ACTORMESH_SEEDS),
-      http,
-      ...(values.chaos ? { chaos: true } : {}),
-      ...(clusterKeyFile ? { clusterKeyFile } : {}),
-      ...(replicaDeadTimeoutMs !== undefined ? { replicaDeadTimeoutMs } : {}),
-      ...(snapshotEveryEntries !== undefined ? { snapshotEveryEntries } : {}),
-    },
-    log,
-  )
-  const addr = node.host.getMultiaddrs()[0]?.toString() ?? ''
-  process.stdout.write(
-    [
-      '',
-      `ActorMesh node ${node.host.peerId.toString()} is up.`,
-      `  health:   curl ${node.url}/healthz`,
-      `  members:  curl ${node.url}/v1/members`,
-      `  add a node: npm start -- --data ./data2 --listen /ip4/127.0.0.1/tcp/7071 --http 127.0.0.1:8081 --seed ${addr}`,
-      '  stop:     Ctrl-C',
-      '',
-    ].join('\n'),
-  )
-  await new Promise<void>((done) => {
-    let stopping = false
-    // The first signal stops gracefully (drain: leaderships handed over, then close); a second one,
-    // of either kind, gives up on that and exits at once.
-    const shutdown = (signal: NodeJS.Signals) => {
-      if (stopping) {
-        log.warn({ signal }, 'second signal: exiting without finishing the graceful stop')
-        process.exit(1)
-      }
-      stopping = true
-      log.info({ signal }, 'shutting down: handing leaderships over, then closing')
-      node.stop().then(done, (e: unknown) => {
-        log.error({ err: String(e) }, 'shutdown failed')
-        process.exitCode = 1
-        done()
-      })
-    }
-    process.on('SIGINT', shutdown)
-    process.on('SIGTERM', shutdown)
-  })
-}
-
-async function status(argv: string[]): Promise<void> {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      http: { type: 'string' },
-      url: { type: 'string' },
-      json: { type: 'boolean' },
-      help: { type: 'boolean', short: 'h' },
-    },
-    strict: true,
-  })
-  if (values.help) {
-    process.stdout.write(USAGE)
-    return
-  }
-  if (values.http !== undefined && values.url !== undefined)
-    throw new UsageError('Give --http or --url, not both')
-  const base =
-    values.url !== undefined
-      ? gatewayUrl(values.url)
-      : gatewayOf(values.http ?? process.env.ACTORMESH_HTTP ?? '127.0.0.1:8080')
-  const [st, members, namespaces] = await Promise.all(
-    ['/v1/status', '/v1/members', '/v1/namespaces'].map((path) => getJson(base, path)),
-  )
-  const docs = checkStatusDocs({ status: st, members, namespaces })
-  process.stdout.write(
-    values.json ? `${JSON.stringify({ url: base, ...docs }, null, 2)}\n` : formatStatus(docs, base),
-  )
-}
-
-/** `--url`: an http(s) URL, without a trailing slash. */
-function gatewayUrl(text: string): string {
-  let url: URL
-  try {
-    url = new URL(text)
-  } catch {
-    throw new UsageError(`Invalid --url '${text}': expected e.g. http://127.0.0.1:8080`)
-  }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:')
-    throw new UsageError(`Invalid --url '${text}': expected an http:// or https:// URL`)
-  return url.href.replace(/\/+$/, '')
-}
-
-/** `--http HOST:PORT` as a URL; a wildcard listen host (0.0.0.0, ::) is reached on loopback. */
-function gatewayOf(hostPort: string): string {
-  const at = hostPort.lastIndexOf(':')
-  const host = at > 0 ? hostPort.slice(0, at).replace(/^\[|\]$/g, '') : ''
-  const port = Number(hostPort.slice(at + 1))
-  if (at < 0 || !Number.isInteger(port) || port < 1 || port > 65_535)
-    throw new UsageError(`Invalid --http '${hostPort}': expected HOST:PORT with a port from 1 to 65535`)
-  const reach = host === '' || host === '0.0.0.0' ? '127.0.0.1' : host === '::' ? '::1' : host
-  return `http://${reach.includes(':') ? `[${reach}]` : reach}:${port}`
-}
-
-/** GETs `base + path` as JSON; an unreachable node or an error answer is a clear message. */
-async function getJson(base: string, path: string): Promise<unknown> {
-  let res: Response
-  try {
-    res = await fetch(`${base}${path}`, { signal: AbortSignal.timeout(STATUS_FETCH_TIMEOUT_MS) })
-  } catch (e) {
-    throw new Error(`Cannot reach ${base} (${reachFailure(e)}): is a node running?`)
-  }
-  const body = await res.text()
-  if (!res.ok) throw new Error(`Node at ${base} answered ${res.status} to GET ${path}: ${body.trim()}`)
-  try {
-    return JSON.parse(body)
-  } catch {
-    throw new Error(`Node at ${base} answered GET ${path} with something other than JSON`)
-  }
-}
-
-/** Why a fetch failed, in a word: the socket error's code, or a timeout. */
-function reachFailure(e: unknown): string {
-  if ((e as Error).name === 'TimeoutError') return `no answer within ${STATUS_FETCH_TIMEOUT_MS} ms`
-  const cause = (e as { cause?: { code?: unknown; errors?: Array<{ code?: unknown }> } }).cause
-  const code = cause?.code ?? cause?.errors?.[0]?.code
-  return typeof code === 'string' ? code : String((e as Error).message)
-}
+const io: CliIo = { out: process.stdout, err: process.stderr, env: process.env }
 
 async function main(argv: string[]): Promise<void> {
-  const [command, ...rest] = argv
-  switch (command) {
-    case 'start':
-      await start(rest)
-      return
-    case 'status':
-      await status(rest)
-      return
-    case 'snapshot':
-      await runSnapshotCommand(rest, backupIo)
-      return
-    case 'restore':
-      await runRestoreCommand(rest, backupIo, start)
-      return
-    case undefined:
-    case 'help':
-    case '--help':
-    case '-h':
-      process.stdout.write(USAGE)
-      return
-    default:
-      throw new UsageError(`Unknown command '${command}'`)
+  const [name, ...rest] = argv
+  if (name === undefined || name === 'help' || name === '--help' || name === '-h') {
+    const topic = commands.find((c) => c.name === rest[0])
+    io.out.write(topic ? topic.help : USAGE)
+    return
+  }
+  const command = commands.find((c) => c.name === name)
+  if (!command) {
+    io.err.write(`actormesh: Unknown command '${name}'\n\n${USAGE}`)
+    process.exit(EXIT_USAGE)
+  }
+  try {
+    await command.run(rest, io)
+  } catch (e) {
+    const code = exitCodeOf(e)
+    io.err.write(`actormesh: ${(e as Error).message}\n${code === EXIT_USAGE ? `\n${command.help}` : ''}`)
+    process.exit(code)
   }
 }
 
 main(process.argv.slice(2)).then(
   () => process.exit(process.exitCode ?? 0),
   (e: unknown) => {
-    const usage = e instanceof UsageError || (e as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')
-    process.stderr.write(`actormesh: ${(e as Error).message}\n${usage ? `\n${USAGE}` : ''}`)
-    process.exit(usage ? 2 : 1)
+    io.err.write(`actormesh: ${(e as Error).stack ?? String(e)}\n`)
+    process.exit(1)
   },
 )

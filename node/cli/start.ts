@@ -1,0 +1,128 @@
+/**
+ * `actormesh start`: runs a mesh node until SIGTERM/SIGINT, then stops it gracefully (leaderships
+ * handed over, last turn persisted, closed, exit 0); a second signal exits at once (1).
+ */
+import { resolve } from 'node:path'
+import pino from 'pino'
+import { chaosAddressProblem } from '../chaos.js'
+import { type MeshNode, startMeshNode } from '../mesh-node.js'
+import { type CliIo, COMMON_FLAGS_HELP, type Command } from './command.js'
+import { UsageError } from './errors.js'
+import { bool, type OptionSpec, resolveOptions, str, strs, wholeNumber } from './options.js'
+
+const options: Record<string, OptionSpec> = {
+  data: { type: 'string', default: 'data' },
+  listen: { type: 'string', multiple: true, default: ['/ip4/127.0.0.1/tcp/7070'] },
+  seed: { type: 'string', multiple: true, env: 'SEEDS' },
+  http: { type: 'string', default: '127.0.0.1:8080' },
+  'cluster-key': { type: 'string' },
+  'log-level': { type: 'string', default: 'info' },
+  'replica-dead-timeout-ms': { type: 'string' },
+  'snapshot-every-entries': { type: 'string' },
+  // Fault injection is never switched on by an inherited environment variable.
+  chaos: { type: 'boolean', env: null },
+}
+
+const help = `Usage: actormesh start [flags]
+
+Runs a mesh node. SIGTERM/SIGINT: hand its leaderships to other nodes, flush, close, exit 0.
+
+Flags (environment variable in brackets; flags > environment > config file > defaults):
+  --data DIR            data directory                 [ACTORMESH_DATA]   (./data)
+  --listen MULTIADDR    libp2p listen address, repeat  [ACTORMESH_LISTEN] (/ip4/127.0.0.1/tcp/7070)
+  --seed MULTIADDR      seed peer (…/p2p/<id>), repeat [ACTORMESH_SEEDS, comma-separated]
+  --http HOST:PORT      HTTP gateway address           [ACTORMESH_HTTP]   (127.0.0.1:8080)
+  --cluster-key FILE    pre-shared cluster key (libp2p pnet; actormesh keygen --cluster-key) [ACTORMESH_CLUSTER_KEY]
+  --log-level LEVEL     pino level                     [ACTORMESH_LOG_LEVEL] (info)
+  --replica-dead-timeout-ms MS  replace a namespace replica dead this long [ACTORMESH_REPLICA_DEAD_TIMEOUT_MS] (10000)
+  --snapshot-every-entries N    compact a group's log after N applied entries [ACTORMESH_SNAPSHOT_EVERY_ENTRIES] (10000)
+  --chaos               accept network faults over HTTP (PUT /v1/chaos/faults; docs/chaos.md); loopback addresses only
+${COMMON_FLAGS_HELP}
+`
+
+/** `actormesh start`. */
+export const startCommand: Command = {
+  name: 'start',
+  summary: 'Run a mesh node (SIGTERM/SIGINT stops it gracefully).',
+  help,
+  run: runStart,
+}
+
+/** Runs a node with `argv`'s start flags until a signal stops it (also used by `restore`). */
+export async function runStart(argv: string[], io: CliIo): Promise<void> {
+  const o = resolveOptions(argv, options, { env: io.env })
+  if (o.help) {
+    io.out.write(help)
+    return
+  }
+  const replicaDeadTimeoutMs = wholeNumber(o, 'replica-dead-timeout-ms', 0, Number.MAX_SAFE_INTEGER)
+  const snapshotEveryEntries = wholeNumber(o, 'snapshot-every-entries', 1, Number.MAX_SAFE_INTEGER)
+  const listen = strs(o, 'listen')
+  const http = str(o, 'http')!
+  const chaos = bool(o, 'chaos')
+  const chaosProblem = chaos ? chaosAddressProblem(listen, http) : undefined
+  if (chaosProblem)
+    throw new UsageError(`Refusing --chaos: ${chaosProblem} (fault injection is for loopback test clusters)`)
+  const clusterKeyFile = str(o, 'cluster-key')
+  const log = pino({ level: str(o, 'log-level')! })
+  const node = await startMeshNode(
+    {
+      dataDir: resolve(str(o, 'data')!),
+      listen,
+      seeds: strs(o, 'seed'),
+      http,
+      ...(chaos ? { chaos: true } : {}),
+      ...(clusterKeyFile ? { clusterKeyFile } : {}),
+      ...(replicaDeadTimeoutMs !== undefined ? { replicaDeadTimeoutMs } : {}),
+      ...(snapshotEveryEntries !== undefined ? { snapshotEveryEntries } : {}),
+    },
+    log,
+  )
+  io.out.write(nextSteps(node))
+  await untilSignal(node, log)
+}
+
+/** What `start` prints once the node is up: where it is and what to do next. */
+function nextSteps(node: MeshNode): string {
+  const addr = node.host.getMultiaddrs()[0]?.toString() ?? ''
+  const nodeFlag = node.url === 'http://127.0.0.1:8080' ? '' : ` --node ${node.url}`
+  return [
+    '',
+    `ActorMesh node ${node.host.peerId.toString()} is up at ${node.url}`,
+    `  health:   curl ${node.url}/healthz`,
+    `  status:   actormesh status${nodeFlag}   (npx actormesh, or bin/actormesh.js from a checkout)`,
+    `  members:  curl ${node.url}/v1/members`,
+    `  try it:   actormesh ns create counter --replicas 1${nodeFlag}`,
+    `            actormesh deploy counter examples/counter/build/counter.wasm${nodeFlag}   (actormesh build examples/counter/assembly/index.ts)`,
+    `            curl -X POST ${node.url}/v1/namespaces/counter/actors/c1/increment`,
+    `  add a node: npm start -- --data ./data2 --listen /ip4/127.0.0.1/tcp/7071 --http 127.0.0.1:8081 --seed ${addr}`,
+    '  a whole 3-node cluster with examples: npm run demo',
+    '  stop:     Ctrl-C',
+    '',
+  ].join('\n')
+}
+
+/**
+ * Waits for SIGTERM/SIGINT. The first stops gracefully (drain: leaderships handed over, then
+ * close); a second one, of either kind, gives up on that and exits at once.
+ */
+function untilSignal(node: MeshNode, log: pino.Logger): Promise<void> {
+  return new Promise<void>((done) => {
+    let stopping = false
+    const shutdown = (signal: NodeJS.Signals) => {
+      if (stopping) {
+        log.warn({ signal }, 'second signal: exiting without finishing the graceful stop')
+        process.exit(1)
+      }
+      stopping = true
+      log.info({ signal }, 'shutting down: handing leaderships over, then closing')
+      node.stop().then(done, (e: unknown) => {
+        log.error({ err: String(e) }, 'shutdown failed')
+        process.exitCode = 1
+        done()
+      })
+    }
+    process.on('SIGINT', shutdown)
+    process.on('SIGTERM', shutdown)
+  })
+}
