@@ -4,8 +4,9 @@
  */
 import { resolve } from 'node:path'
 import pino from 'pino'
+import { readAdminTokenFile } from '../auth.js'
 import { chaosAddressProblem } from '../chaos.js'
-import { type MeshNode, startMeshNode } from '../mesh-node.js'
+import { ADMIN_TOKEN_REQUIRED, type MeshNode, startMeshNode } from '../mesh-node.js'
 import { type CliIo, COMMON_FLAGS_HELP, type Command } from './command.js'
 import { UsageError } from './errors.js'
 import { bool, type OptionSpec, resolveOptions, str, strs, wholeNumber } from './options.js'
@@ -21,6 +22,7 @@ const options: Record<string, OptionSpec> = {
   'snapshot-every-entries': { type: 'string' },
   // Fault injection is never switched on by an inherited environment variable.
   chaos: { type: 'boolean', env: null },
+  'admin-token-file': { type: 'string' },
 }
 
 const help = `Usage: actormesh start [flags]
@@ -37,6 +39,7 @@ Flags (environment variable in brackets; flags > environment > config file > def
   --replica-dead-timeout-ms MS  replace a namespace replica dead this long [ACTORMESH_REPLICA_DEAD_TIMEOUT_MS] (10000)
   --snapshot-every-entries N    compact a group's log after N applied entries [ACTORMESH_SNAPSHOT_EVERY_ENTRIES] (10000)
   --chaos               accept network faults over HTTP (PUT /v1/chaos/faults; docs/chaos.md); loopback addresses only
+  --admin-token-file FILE  admin bearer token; auth on from startup (docs/gateway.md); required unless every address is loopback [ACTORMESH_ADMIN_TOKEN_FILE]
 ${COMMON_FLAGS_HELP}
 `
 
@@ -63,6 +66,14 @@ export async function runStart(argv: string[], io: CliIo): Promise<void> {
   const chaosProblem = chaos ? chaosAddressProblem(listen, http) : undefined
   if (chaosProblem)
     throw new UsageError(`Refusing --chaos: ${chaosProblem} (fault injection is for loopback test clusters)`)
+  const adminTokenFile = str(o, 'admin-token-file')
+  const exposed = chaosAddressProblem(listen, http)
+  if (exposed && adminTokenFile === undefined)
+    throw new UsageError(`Refusing to start: ${exposed}; ${ADMIN_TOKEN_REQUIRED}`)
+  if (adminTokenFile !== undefined)
+    await readAdminTokenFile(adminTokenFile).catch((e: unknown) => {
+      throw new UsageError((e as Error).message)
+    })
   const clusterKeyFile = str(o, 'cluster-key')
   const log = pino({ level: str(o, 'log-level')! })
   const node = await startMeshNode(
@@ -73,6 +84,7 @@ export async function runStart(argv: string[], io: CliIo): Promise<void> {
       http,
       ...(chaos ? { chaos: true } : {}),
       ...(clusterKeyFile ? { clusterKeyFile } : {}),
+      ...(adminTokenFile !== undefined ? { adminTokenFile } : {}),
       ...(replicaDeadTimeoutMs !== undefined ? { replicaDeadTimeoutMs } : {}),
       ...(snapshotEveryEntries !== undefined ? { snapshotEveryEntries } : {}),
     },
