@@ -7,7 +7,7 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import pino from 'pino'
-import { Membership } from '../../node/membership.js'
+import { MEMBERSHIP_DEFAULTS, Membership } from '../../node/membership.js'
 import { createHost, type Host } from '../../node/p2p/host.js'
 import type { BenchGroup } from '../types.js'
 
@@ -75,7 +75,7 @@ const run: BenchGroup = async ({ quick, log: say }) => {
         value: Math.round(deadMs),
         unit: 'ms',
         target: '<= 3000',
-        note: 'dead after 1500 ms of silence',
+        note: `dead after ${MEMBERSHIP_DEFAULTS.deadAfterMs} ms of silence`,
       },
     ]
   } finally {

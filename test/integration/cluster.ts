@@ -10,6 +10,8 @@ import { join } from 'node:path'
 const root = join(import.meta.dirname, '..', '..')
 const nodeBin = join(root, 'node_modules', '.bin', 'node')
 const cli = join(root, 'bin', 'actormesh.js')
+/** Extra flags for each node's `node` (e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof` to profile a bench). */
+const nodeFlags = (process.env.ACTORMESH_NODE_FLAGS ?? '').split(' ').filter(Boolean)
 
 /** One node process of a test cluster. */
 export interface ClusterNode {
@@ -55,6 +57,7 @@ export class ProcessCluster {
     listen = '/ip4/127.0.0.1/tcp/0',
   ): Promise<ClusterNode> {
     const args = [
+      ...nodeFlags,
       cli,
       'start',
       '--data',
@@ -129,7 +132,8 @@ export class ProcessCluster {
 
   async stop(): Promise<void> {
     for (const n of this.nodes.splice(0)) {
-      if (n.proc.exitCode === null) n.proc.kill('SIGKILL')
+      // A profiled node must exit by itself to write its profile.
+      if (n.proc.exitCode === null) n.proc.kill(nodeFlags.length > 0 ? 'SIGTERM' : 'SIGKILL')
       await n.exited
     }
     if (this.root) await rm(this.root, { recursive: true, force: true })
