@@ -317,6 +317,7 @@ Try it:
   curl -X POST ${b}/v1/ns/counter/actors/c1/get
   websocat ${ws}/v1/ns/chat/actors/lobby/ws                    # the room's posts as they commit
   node -e "new WebSocket('${ws}/v1/ns/chat/actors/lobby/ws').onmessage = (e) => console.log(e.data)"
+  curl -X POST ${b}/v1/ns/chat/actors/lobby/join -d ann
   curl -X POST ${b}/v1/ns/chat/actors/lobby/post -d '{"from":"ann","text":"hi"}'
   chat page: ${a}/chat/
   actormesh status --node ${a}
