@@ -6,8 +6,9 @@ import type { Logger } from 'pino'
 import { createMultiRaft, type MultiRaft, NONE, type Status } from '../consensus/index.js'
 import { openRaftLogStore } from '../storage/index.js'
 import { ActorHost, type ActorHostOptions } from './actor-host.js'
+import { Authenticator, keepBootstrapToken, readAdminTokenFile, TokenAdmin } from './auth.js'
 import { BackupAdmin } from './backup/routes.js'
-import { SYSTEM_GROUP } from './catalog.js'
+import { type CatalogCommand, SYSTEM_GROUP } from './catalog.js'
 import { ChaosFaults, chaosAddressProblem, chaosRoutes } from './chaos.js'
 import { createGateway, listen } from './gateway.js'
 import { Membership, type MembershipOptions } from './membership.js'
@@ -42,7 +43,16 @@ export interface MeshNodeConfig {
   chaos?: boolean
   /** WebSocket fan-out limits (connections, send queue, message size, ping, event buffers). */
   ws?: WsOptions
+  /**
+   * A file holding the admin token: auth is on from startup and the token is put into the catalog
+   * (node/auth.ts). Required when the HTTP or a libp2p listen address is not loopback.
+   */
+  adminTokenFile?: string
 }
+
+/** What a node reachable beyond loopback needs (the error of `startMeshNode` and the CLI). */
+export const ADMIN_TOKEN_REQUIRED =
+  'a node reachable beyond loopback needs --admin-token-file FILE (or ACTORMESH_ADMIN_TOKEN_FILE)'
 
 /** How long `drain` waits for leaderships to move by default, in milliseconds. */
 export const DRAIN_TIMEOUT_MS = 5_000
@@ -102,6 +112,10 @@ export async function startMeshNode(
   const chaosProblem = config.chaos ? chaosAddressProblem(config.listen, config.http) : undefined
   if (chaosProblem) throw new RangeError(`Cannot start with chaos faults: ${chaosProblem}`)
   const chaos = config.chaos ? new ChaosFaults(log.child({ component: 'chaos' })) : undefined
+  const exposed = chaosAddressProblem(config.listen, config.http)
+  if (exposed && config.adminTokenFile === undefined)
+    throw new RangeError(`Cannot start without an admin token file: ${exposed} (${ADMIN_TOKEN_REQUIRED})`)
+  const adminToken = config.adminTokenFile ? await readAdminTokenFile(config.adminTokenFile) : undefined
   await mkdir(config.dataDir, { recursive: true })
   const host = await createHost(
     {
@@ -172,6 +186,10 @@ export async function startMeshNode(
   watch = new PeerWatch(host, driver, log.child({ component: 'peer-watch' }))
   const peerWatch = watch
   let system: SystemService | undefined
+  const auth = new Authenticator({
+    tokens: () => system?.catalog.tokens ?? new Map(),
+    ...(adminToken !== undefined ? { adminToken } : {}),
+  })
   let router: CallRouter | undefined
   const ws = createWsService(
     {
@@ -182,6 +200,7 @@ export async function startMeshNode(
       // As the router: a peer membership has not heard of yet is worth trying.
       alive: (peer) => (membership.get(peer)?.state ?? 'alive') === 'alive',
       call: (req) => router!.call(req),
+      authorize: (req, ns) => auth.authorize(req, { kind: 'namespace', namespace: ns }),
       log: log.child({ component: 'ws' }),
     },
     config.ws,
@@ -230,6 +249,8 @@ export async function startMeshNode(
     },
   )
   const sys = system
+  const tokens = () => sys.catalog.tokens
+  const submit = (command: CatalogCommand) => sys.submit(command)
   const rtt = new RttTable(host, log.child({ component: 'rtt' }))
   router = new CallRouter(
     self,
@@ -277,6 +298,8 @@ export async function startMeshNode(
     createNamespace: (name, rf) => sys.createNamespace(name, rf),
     deleteNamespace: (name) => sys.deleteNamespace(name),
     readiness: () => sys.readiness(),
+    authorize: (req, access) => auth.authorize(req, access),
+    tokens: new TokenAdmin({ submit, tokens, namespaceExists: (name) => sys.catalog.namespaces.has(name) }),
     router,
     payloadBytesMax: actors.runtime.limits.payloadBytesMax,
     moduleBytesMax: config.actors?.moduleBytesMax ?? 8 << 20,
@@ -303,6 +326,9 @@ export async function startMeshNode(
   rtt.start()
   actors.start()
   sys.start(logStore.groups().includes(SYSTEM_GROUP), config.seeds.length > 0)
+  const bootstrap = adminToken
+    ? keepBootstrapToken({ adminToken, submit, tokens, log: log.child({ component: 'auth' }) })
+    : undefined
   const drain = async (drainOptions?: DrainOptions): Promise<DrainResult> => {
     drainOptions?.signal?.throwIfAborted()
     sys.stop()
@@ -338,6 +364,7 @@ export async function startMeshNode(
         log.warn({ err: String(e) }, 'drain failed; closing anyway')
       }
       sys.stop()
+      bootstrap?.stop()
       peerWatch.stop()
       actors.stop()
       ws.stop()

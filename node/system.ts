@@ -36,7 +36,7 @@ export interface SystemOptions {
 }
 
 /** Catalog commands any node may submit through the `_system` leader (`sys.catalog`). */
-const SUBMITTABLE = new Set<CatalogCommand['op']>(['ns-delete'])
+const SUBMITTABLE = new Set<CatalogCommand['op']>(['ns-delete', 'token-put', 'token-delete'])
 
 /** The answer to `sys.join`: the membership the joiner must create its `_system` replica with. */
 interface JoinAnswer {

@@ -1,3 +1,4 @@
+import { Packr } from 'msgpackr'
 import { describe, expect, it } from 'vitest'
 import { Catalog, type CatalogCommand, encodeCommand, validateCommand } from '../../node/catalog.js'
 
@@ -87,5 +88,52 @@ describe('validateCommand', () => {
 
   it('refuses a module hash that is not SHA-256 hex', () => {
     expect(() => validateCommand({ op: 'module-deploy', name: 'a', hash: 'xyz' })).toThrow(TypeError)
+  })
+})
+
+describe('catalog tokens', () => {
+  const hashHex = 'ab'.repeat(32)
+
+  it('puts, replaces and deletes tokens; a deleted namespace takes its caller tokens along', () => {
+    const c = new Catalog()
+    const [, , replaced, missing] = apply(
+      c,
+      { op: 'ns-create', name: 'chat', replicationFactor: 1, voters: ['a'] },
+      { op: 'token-put', id: 'root', hashHex, scope: 'admin' },
+      { op: 'token-put', id: 'root', hashHex: 'cd'.repeat(32), scope: 'admin' },
+      { op: 'token-delete', id: 'nope' },
+      { op: 'token-put', id: 'caller', hashHex, scope: { namespace: 'chat' } },
+    )
+    expect(c.result(replaced!)).toEqual({ ok: true })
+    expect(c.tokens.get('root')?.hashHex).toBe('cd'.repeat(32))
+    expect(c.result(missing!)).toMatchObject({ ok: false, code: 'not-found' })
+    expect(c.tokens.get('caller')?.scope).toEqual({ namespace: 'chat' })
+    apply(c, { op: 'ns-delete', name: 'chat' })
+    expect([...c.tokens.keys()]).toEqual(['root'])
+  })
+
+  it('keeps tokens in snapshots, and reads a snapshot from before tokens as having none', () => {
+    const c = new Catalog()
+    apply(c, { op: 'token-put', id: 'root', hashHex, scope: 'admin' })
+    const copy = new Catalog()
+    const meta = { index: 3, term: 1, conf: { voters: [], learners: [] } }
+    copy.applySnapshot({ meta, data: c.snapshot() })
+    expect([...copy.tokens.values()]).toEqual([{ id: 'root', hashHex, scope: 'admin' }])
+    const old = new Packr({ useRecords: false }).pack({ nodes: [], namespaces: [], appliedIndex: 3 })
+    copy.applySnapshot({ meta, data: old })
+    expect(copy.tokens.size).toBe(0)
+  })
+
+  it('validates token ids, hashes and scopes', () => {
+    expect(() => validateCommand({ op: 'token-put', id: 'a b', hashHex, scope: 'admin' })).toThrow(TypeError)
+    expect(() => validateCommand({ op: 'token-put', id: 'a', hashHex: 'secret', scope: 'admin' })).toThrow(
+      TypeError,
+    )
+    for (const scope of ['root', { namespace: 'Bad/Name' }, { namespace: 'a', extra: 1 }, null]) {
+      expect(() => validateCommand({ op: 'token-put', id: 'a', hashHex, scope: scope as 'admin' })).toThrow(
+        TypeError,
+      )
+    }
+    expect(() => validateCommand({ op: 'token-delete', id: '' })).toThrow(TypeError)
   })
 })
