@@ -508,10 +508,12 @@ describe('client against three node processes', () => {
     })()
     // Three writers to the counter, A first in their list: in flight when A dies, then retried
     // elsewhere with their generated keys.
+    const writerRetries: RetryEvent[] = []
     const writer = new ActorMeshClient({
-      nodes: nodes.map((n) => n.url),
+      nodes: [a, ...others].map((n) => n.url),
       retry,
       random: seededRandom(SEED + 2),
+      onRetry: (e) => writerRetries.push(e),
     })
     const once = await writer.call('counter', 'c2', 'increment', '100', { idempotencyKey: 'once' })
     expect(once.replayed).toBe(false)
@@ -569,6 +571,10 @@ describe('client against three node processes', () => {
     expect(again.text()).toBe(once.text())
     const count = await writer.call('counter', 'c2', 'get', undefined, { readonly: true })
     expect(count.json()).toBe(100 + increments)
+    // The writers did go through a retry: A was first in their list and stopped answering.
+    expect(
+      writerRetries.some((r) => r.node === a.url && r.error.code === 'ACTORMESH_CLIENT_UNREACHABLE'),
+    ).toBe(true)
   }, 300_000)
 
   it('ends a subscription with ACTORMESH_EVENTS_GONE when the buffer no longer reaches back', async () => {
