@@ -17,6 +17,11 @@ export interface LinkOptions {
   reconnectMaxMs?: number
   /** Abuse reports (undecodable or unknown frames) tolerated per peer per minute before disconnecting. */
   abuseReportsMax?: number
+  /**
+   * Longest wait for a stream's back-pressure to clear; past it the stream counts as dead (the
+   * other end no longer reads it) and the link reconnects.
+   */
+  drainTimeoutMs?: number
   /** Told when the stream to a peer closes or cannot be opened (requests waiting on it fail fast). */
   /** `closed`: an open stream ended; `unreachable`: a dial or stream open failed. */
   onDown?: (peer: string, why: 'closed' | 'unreachable') => void
@@ -72,6 +77,7 @@ export class PeerLinks {
   private readonly reconnectMinMs: number
   private readonly reconnectMaxMs: number
   private readonly abuseReportsMax: number
+  private readonly drainTimeoutMs: number
   private readonly onDown: (peer: string, why: 'closed' | 'unreachable') => void
   private readonly faults: LinkFaults | undefined
   private readonly self: string
@@ -92,6 +98,7 @@ export class PeerLinks {
     this.reconnectMinMs = options.reconnectMinMs ?? 50
     this.reconnectMaxMs = options.reconnectMaxMs ?? 2_000
     this.abuseReportsMax = options.abuseReportsMax ?? 100
+    this.drainTimeoutMs = options.drainTimeoutMs ?? 5_000
     this.onDown = options.onDown ?? (() => {})
     this.faults = options.faults
   }
@@ -315,7 +322,12 @@ export class PeerLinks {
     }
   }
 
-  /** Writes queued frames in order, one at a time, waiting for the stream to drain when it must. */
+  /**
+   * Writes queued frames in order, one at a time, waiting for the stream to drain when it must —
+   * but never for ever: a chaos run once had one direction of a link silent for 35 s after a
+   * partition healed, the writer waiting on the drain of a stream the other end no longer read
+   * (docs/chaos.md, "Findings"). Past `drainTimeoutMs` the stream is aborted and the link redials.
+   */
   private async flush(link: Link): Promise<void> {
     if (link.writing) return
     link.writing = true
@@ -326,7 +338,8 @@ export class PeerLinks {
         link.queueBytes -= frame.byteLength
         try {
           // Only the reader wraps the stream (a wrapper also consumes incoming bytes).
-          if (!stream.send(lengthPrefixed(frame))) await stream.onDrain()
+          if (!stream.send(lengthPrefixed(frame)))
+            await stream.onDrain({ signal: AbortSignal.timeout(this.drainTimeoutMs) })
           this.counters.framesSent++
         } catch (e) {
           this.counters.framesDropped++

@@ -102,6 +102,40 @@ describe('peer links over real libp2p on loopback', () => {
   })
 })
 
+describe('a stream the other end stops reading', () => {
+  it('is given up after drainTimeoutMs and the link opens a new one', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'am-links-'))
+    // b accepts link streams and stops reading them: a's writes fill the stream's window.
+    const b = await createHost({ dataDir: join(dir, 'b') })
+    const inbound: unknown[] = []
+    await b.handle(
+      '/actormesh/link/1.0.0',
+      (stream) => {
+        stream.pause()
+        inbound.push(stream)
+      },
+      { maxInboundStreams: 16 },
+    )
+    const aHost = await createHost({ dataDir: join(dir, 'a'), seeds: [b.getMultiaddrs()[0]!.toString()] })
+    const a = new PeerLinks(aHost, () => {}, log, { drainTimeoutMs: 300, reconnectMinMs: 20 })
+    await a.start()
+    try {
+      const bId = b.peerId.toString()
+      const frame = new Uint8Array(64 * 1024)
+      // Before the fix the writer waited on that drain for ever: one stream, then silence.
+      await waitFor(() => {
+        a.send(bId, frame)
+        return inbound.length >= 2
+      }, 'a second link stream after the first stopped draining')
+      expect(a.counters.framesDropped).toBeGreaterThan(0)
+    } finally {
+      await a.close()
+      await Promise.all([aHost.stop(), b.stop()])
+      await rm(dir, { recursive: true, force: true })
+    }
+  })
+})
+
 describe('private network', () => {
   it('keeps a node without the cluster key out', async () => {
     const { generateKey } = await import('@libp2p/pnet')
