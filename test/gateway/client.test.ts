@@ -597,4 +597,39 @@ describe('client against three node processes', () => {
     expect(err).toMatchObject({ code: 'ACTORMESH_EVENTS_GONE', retryable: false })
     expect((err as ActorMeshError).details.since).toMatch(/^\d+(\.\d+)?$/)
   }, 120_000)
+
+  // Last: the first token turns access control on for the whole cluster.
+  it('sends its bearer token on calls and on the WebSocket upgrade; without one a call fails at once with 401', async () => {
+    const live = cluster.nodes
+    const made = await fetch(`${live[0]!.url}/v1/tokens`, {
+      method: 'POST',
+      body: JSON.stringify({ namespace: 'chat' }),
+    })
+    expect(made.status).toBe(201)
+    const { token } = (await made.json()) as { token: string }
+    for (const node of live) {
+      const anonymous = new ActorMeshClient({ nodes: [node.url], retry })
+      const refusal = await waitFor(
+        () =>
+          anonymous.call('chat', 'tok', 'history', undefined, { readonly: true }).then(
+            () => undefined,
+            (e: unknown) => e,
+          ),
+        () => `the token to be applied on ${node.url}`,
+      )
+      expect(refusal).toMatchObject({ code: 'ACTORMESH_UNAUTHENTICATED', status: 401, retryable: false })
+    }
+    const client = new ActorMeshClient({ nodes: live.map((n) => n.url), retry, token })
+    await client.call('chat', 'tok', 'join', 'ann')
+    const sub = client.subscribe('chat', 'tok')
+    await sub.ready()
+    const seq = (await client.call('chat', 'tok', 'post', { from: 'ann', text: 'with a token' })).json()
+    const { value } = await sub.next()
+    sub.close()
+    expect(value!.json()).toMatchObject({ seq, text: 'with a token' })
+    await expect(client.call('counter', 'c1', 'get', undefined, { readonly: true })).rejects.toMatchObject({
+      code: 'ACTORMESH_FORBIDDEN',
+      status: 403,
+    })
+  }, 60_000)
 })
