@@ -36,7 +36,10 @@ export interface ClientOptions {
   nodes: string[]
   /** A bearer token (admin, or a caller token of the namespaces used), sent as `authorization: Bearer`. */
   token?: string
-  /** One HTTP attempt's time limit; a timed-out attempt counts as a failure of unknown outcome. Default 30,000 ms. */
+  /**
+   * One HTTP attempt's time limit (a timed-out attempt counts as a failure of unknown outcome), and
+   * how long a subscription's socket may take to be subscribed. Default 30,000 ms.
+   */
   timeoutMs?: number
   /** Retry budget and backoff (see RetryOptions); defaults 6 attempts, 100 ms base, 5,000 ms cap. */
   retry?: Partial<RetryOptions>
@@ -90,6 +93,7 @@ export class ActorMeshClient {
       random,
       WebSocket: options.WebSocket ?? (globalThis.WebSocket as unknown as WebSocketConstructor | undefined),
       onRetry: options.onRetry,
+      timeoutMs,
     }
   }
 

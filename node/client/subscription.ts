@@ -54,6 +54,8 @@ export interface SubscribeContext {
   random: () => number
   WebSocket: WebSocketConstructor
   onRetry: ((event: RetryEvent) => void) | undefined
+  /** A socket not subscribed (no `ready` frame) within this is closed and counts as a failed attempt. */
+  timeoutMs: number
 }
 
 /** How one socket ended. */
@@ -233,9 +235,18 @@ export class Subscription implements AsyncIterableIterator<ActorEvent> {
         return
       }
       this.socket = ws
-      ws.addEventListener('message', (event) => this.frame(event.data, end, ws))
+      // A node that accepts the connection but never subscribes it (or a SYN that is never
+      // answered) would hold the subscription forever: give up on the socket after timeoutMs.
+      const opening = setTimeout(() => {
+        if (!end.wasReady) ws.close(1000, 'not subscribed in time')
+      }, this.ctx.timeoutMs)
+      ws.addEventListener('message', (event) => {
+        this.frame(event.data, end, ws)
+        if (end.wasReady) clearTimeout(opening)
+      })
       ws.addEventListener('error', () => {}) // a close event follows and says how it ended
       ws.addEventListener('close', (event) => {
+        clearTimeout(opening)
         if (this.socket === ws) this.socket = undefined
         resolve({ ...end, code: event.code, reason: event.reason })
       })

@@ -2,7 +2,9 @@
  * `actormesh/client`: retry rules against a scripted fetch, then call() and subscribe() against
  * three real node processes (counter and chat examples), through a node's death.
  */
+import { readdirSync, readFileSync } from 'node:fs'
 import { createServer } from 'node:net'
+import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { backoffMs, RETRY_DEFAULTS } from '../../node/client/backoff.js'
 import {
@@ -393,6 +395,36 @@ describe('client subscriptions (scripted WebSocket)', () => {
     await expect(ready).rejects.toMatchObject({ code: 'ACTORMESH_CLIENT_UNREACHABLE', retryable: true })
     await expect(sub.next()).rejects.toMatchObject({ code: 'ACTORMESH_CLIENT_UNREACHABLE' })
     expect(sockets.map((s) => new URL(s.url).host)).toEqual(['n1', 'n2', 'n1'])
+  })
+
+  it('gives up on a socket that is not subscribed within timeoutMs and tries the next node', async () => {
+    const { sockets, WebSocket } = fakeSockets()
+    const client = new ActorMeshClient({
+      nodes: ['http://n1', 'http://n2'],
+      WebSocket,
+      retry: fast,
+      timeoutMs: 20,
+    })
+    const sub = client.subscribe('chat', 'r')
+    const s1 = await nth(sockets, 1)
+    expect(sockets[0]!.closedWith).toEqual({ code: 1000, reason: 'not subscribed in time' })
+    expect(new URL(s1.url).host).toBe('n2')
+    s1.send({ ready: true, pos: '9' })
+    expect(await sub.ready()).toBe('9')
+    sub.close()
+  })
+
+  it('uses no Node module, so a bundler can ship it to a browser', () => {
+    const dir = join(import.meta.dirname, '..', '..', 'node', 'client')
+    const imports: string[] = []
+    for (const file of readdirSync(dir).filter((f) => f.endsWith('.ts'))) {
+      const source = readFileSync(join(dir, file), 'utf8')
+      for (const m of source.matchAll(/^(?:import|export)\b[^']*?\bfrom '([^']+)'/gm))
+        imports.push(`${file}: ${m[1]}`)
+      expect(source).not.toMatch(/\b(?:Buffer|process|NodeJS|require)\b/)
+    }
+    expect(imports).toContain('index.ts: ./subscription.js')
+    expect(imports.filter((i) => !/: \.\/[a-z-]+\.js$/.test(i))).toEqual([])
   })
 
   it('rejects a pending next() with the abort reason and closes the socket', async () => {
