@@ -3,8 +3,8 @@
  * reply or an event offers. Only web globals (TextEncoder, TextDecoder, atob).
  */
 
-/** What `call()` accepts: bytes as they are, text as UTF-8, anything else as JSON. */
-export type Payload = Uint8Array | string | number | boolean | null | readonly unknown[] | object
+/** What `call()` accepts: bytes as they are (any ArrayBuffer or view), text as UTF-8, anything else as JSON. */
+export type Payload = Uint8Array | ArrayBuffer | ArrayBufferView | string | number | boolean | null | object
 
 const encoder = new TextEncoder()
 const decoder = new TextDecoder()
@@ -12,7 +12,14 @@ const decoder = new TextDecoder()
 /** The body and content type of a payload; `undefined` is an empty body. */
 export function encodePayload(payload: Payload | undefined): { body: Uint8Array; contentType: string } {
   if (payload === undefined) return { body: new Uint8Array(0), contentType: 'application/octet-stream' }
-  if (payload instanceof Uint8Array) return { body: payload, contentType: 'application/octet-stream' }
+  const octets = 'application/octet-stream'
+  if (payload instanceof Uint8Array) return { body: payload, contentType: octets }
+  if (payload instanceof ArrayBuffer) return { body: new Uint8Array(payload), contentType: octets }
+  if (ArrayBuffer.isView(payload))
+    return {
+      body: new Uint8Array(payload.buffer, payload.byteOffset, payload.byteLength),
+      contentType: octets,
+    }
   if (typeof payload === 'string')
     return { body: encoder.encode(payload), contentType: 'text/plain; charset=utf-8' }
   const json = JSON.stringify(payload)

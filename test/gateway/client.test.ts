@@ -123,11 +123,16 @@ describe('client retry rules (scripted fetch)', () => {
     const { fetch, seen } = scriptedFetch([answer(200, ''), answer(200, ''), answer(200, '')])
     const client = new ActorMeshClient({ nodes: ['http://n1'], fetch })
     await client.call('ns', 'a', 'm')
-    await client.call('ns', 'a', 'm')
+    await client.call('ns', 'a', 'm', new Uint16Array([0x6968]).subarray(0, 1))
     await client.call('ns', 'a', 'm', 'x', { idempotencyKey: 'mine' })
     const keys = seen.map((s) => s.headers.get('idempotency-key'))
     expect(keys[0]).not.toBe(keys[1])
     expect(keys[2]).toBe('mine')
+    expect(seen.map((s) => [s.body, s.headers.get('content-type')])).toEqual([
+      ['', 'application/octet-stream'],
+      ['hi', 'application/octet-stream'],
+      ['x', 'text/plain; charset=utf-8'],
+    ])
   })
 
   it('does not retry a write without a key when its outcome is unknown, but does when nothing was sent', async () => {
