@@ -85,6 +85,8 @@ export interface CallReply {
   servedBy: string
   /** True when the reply is the stored outcome of an earlier call with the same idempotency key. */
   replayed?: boolean
+  /** Fuel the run used (absent for a replayed outcome). */
+  fuelUsed?: number
 }
 
 /** What this node tracks per hosted namespace. */
@@ -421,7 +423,7 @@ export class ActorHost {
     // It may have seen writes of calls not yet applied: reply only once they are.
     await s.gates.get(req.actor)
     this.runtime.commit(req.namespace, req.actor, r.callId)
-    return { reply: r.reply, servedBy: this.self }
+    return { reply: r.reply, servedBy: this.self, fuelUsed: r.fuelUsed }
   }
 
   /** A read from this follower's applied state (may lag the leader). */
@@ -436,7 +438,7 @@ export class ActorHost {
       )
     }
     this.runtime.commit(req.namespace, req.actor, r.callId)
-    return { reply: r.reply, servedBy: this.self }
+    return { reply: r.reply, servedBy: this.self, fuelUsed: r.fuelUsed }
   }
 
   /**
@@ -511,7 +513,7 @@ export class ActorHost {
       await this.driver.readIndex(namespace)
       await s.gates.get(actor)
       this.runtime.commit(namespace, actor, r.callId)
-      return { reply: r.reply, servedBy: this.self }
+      return { reply: r.reply, servedBy: this.self, fuelUsed: r.fuelUsed }
     }
     try {
       machine.store.checkWrites(writes)
@@ -536,7 +538,7 @@ export class ActorHost {
     gate.then(forget, forget)
     await gate
     this.runtime.commit(namespace, actor, r.callId)
-    return { reply: r.reply, servedBy: this.self }
+    return { reply: r.reply, servedBy: this.self, fuelUsed: r.fuelUsed }
   }
 
   /**

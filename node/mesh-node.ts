@@ -3,6 +3,7 @@ import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { Logger } from 'pino'
+import { Registry } from 'prom-client'
 import { createMultiRaft, type MultiRaft, NONE, type Status } from '../consensus/index.js'
 import { openRaftLogStore } from '../storage/index.js'
 import { ActorHost, type ActorHostOptions } from './actor-host.js'
@@ -12,6 +13,7 @@ import { type CatalogCommand, SYSTEM_GROUP } from './catalog.js'
 import { ChaosFaults, chaosAddressProblem, chaosRoutes } from './chaos.js'
 import { createGateway, listen } from './gateway.js'
 import { Membership, type MembershipOptions } from './membership.js'
+import { NodeMetrics } from './metrics.js'
 import { createHost, type Host } from './p2p/host.js'
 import { PeerLinks } from './p2p/links.js'
 import { RttTable } from './p2p/rtt.js'
@@ -117,11 +119,13 @@ export async function startMeshNode(
     throw new RangeError(`Cannot start without an admin token file: ${exposed} (${ADMIN_TOKEN_REQUIRED})`)
   const adminToken = config.adminTokenFile ? await readAdminTokenFile(config.adminTokenFile) : undefined
   await mkdir(config.dataDir, { recursive: true })
+  const metricsRegistry = new Registry()
   const host = await createHost(
     {
       dataDir: config.dataDir,
       listen: config.listen,
       seeds: config.seeds,
+      metricsRegistry,
       ...(config.clusterKeyFile ? { clusterKeyFile: config.clusterKeyFile } : {}),
       ...(chaos ? { connectionGater: chaos.gater } : {}),
     },
@@ -262,6 +266,20 @@ export async function startMeshNode(
     (peers) => rtt.nearest(peers, self),
     log.child({ component: 'router' }),
   )
+  const metrics = new NodeMetrics(
+    {
+      driver,
+      logStore,
+      actors: () => actors.runtime.stats(),
+      ws: () => ws.stats(),
+      members: () => membership.list(),
+      membershipCounters: () => membership.counters,
+      links: () => links.counters,
+      connections: () => host.getConnections().length,
+    },
+    metricsRegistry,
+  )
+  router.onCallDone((req, ms, outcome) => metrics.observeCall(req, ms, outcome))
   const backup = new BackupAdmin({
     self,
     dataDir: config.dataDir,
@@ -304,8 +322,11 @@ export async function startMeshNode(
     payloadBytesMax: actors.runtime.limits.payloadBytesMax,
     moduleBytesMax: config.actors?.moduleBytesMax ?? 8 << 20,
     extraRoutes: async (req, res, url) =>
-      (await backup.route(req, res, url)) || (chaosRoute !== undefined && (await chaosRoute(req, res, url))),
+      (await metrics.route(req, res, url)) ||
+      (await backup.route(req, res, url)) ||
+      (chaosRoute !== undefined && (await chaosRoute(req, res, url))),
   })
+  metrics.instrument(server)
   server.on('upgrade', (req, socket, head) => ws.handleUpgrade(req, socket, head))
   try {
     gateway = await listen(server, config.http)

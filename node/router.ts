@@ -26,8 +26,12 @@ export interface DeployRequest {
   capabilities?: Capability[]
 }
 
+/** How a call that entered this node ended (for metrics). */
+export type CallOutcome = { fuelUsed?: number } | { code: string }
+
 export class CallRouter {
   private readonly forwardTimeoutMs: number
+  private readonly callListeners: Array<(req: CallRequest, ms: number, outcome: CallOutcome) => void> = []
 
   constructor(
     private readonly self: string,
@@ -49,8 +53,31 @@ export class CallRouter {
     })
   }
 
+  /** Calls `listener` when each call that entered here ends, with its latency and outcome. */
+  onCallDone(listener: (req: CallRequest, ms: number, outcome: CallOutcome) => void): void {
+    this.callListeners.push(listener)
+  }
+
   /** Runs a call wherever it must run and returns its reply. */
   async call(req: CallRequest): Promise<CallReply> {
+    if (this.callListeners.length === 0) return this.route(req)
+    const started = performance.now()
+    let outcome: CallOutcome = {}
+    try {
+      const reply = await this.route(req)
+      outcome = { fuelUsed: reply.fuelUsed }
+      return reply
+    } catch (e) {
+      const code = (e as { code?: unknown }).code
+      outcome = { code: typeof code === 'string' ? code : 'ACTORMESH_INTERNAL' }
+      throw e
+    } finally {
+      const ms = performance.now() - started
+      for (const l of this.callListeners) l(req, ms, outcome)
+    }
+  }
+
+  private async route(req: CallRequest): Promise<CallReply> {
     checkCallRequest(req)
     const ns = this.system.catalog.namespaces.get(req.namespace)
     if (!ns) throw new NamespaceNotFoundError(req.namespace)

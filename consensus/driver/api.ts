@@ -52,6 +52,11 @@ export interface MultiRaftStats {
   messagesDropped: number
   /** A turn is running or due. */
   busy: boolean
+  /** `propose` calls accepted, and those that failed (dropped, outcome unknown, aborted). */
+  proposals: number
+  proposalsFailed: number
+  /** Times a hosted group's known leader changed (including to none). */
+  leaderChanges: number
 }
 
 /** A node's Raft groups behind one tick, one log store batch and one frame per peer per turn. */
@@ -94,6 +99,8 @@ export interface MultiRaft {
    */
   peerDown(peer: NodeId, options?: { gone?: boolean }): void
   stats(): MultiRaftStats
+  /** Calls `listener` with the milliseconds from each `propose` to its entry being applied (metrics). */
+  onProposalApplied(listener: (ms: number) => void): void
   /** Resolves when no turn is running or due (tests and benchmarks wait on it); snapshot installs run beside turns. */
   whenIdle(options?: { signal?: AbortSignal }): Promise<void>
   /** Rejects everything pending, closes the transport; the log store stays open (its owner closes it). */

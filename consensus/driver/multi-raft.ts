@@ -77,6 +77,10 @@ class Driver implements MultiRaft, TransportHandler {
   private turnWaiters: Array<() => void> = []
   private turns = 0
   private persistCalls = 0
+  private proposals = 0
+  private proposalsFailed = 0
+  private leaderChanges = 0
+  private proposalApplied: ((ms: number) => void) | undefined
   private messagesDropped = 0
 
   constructor(options: MultiRaftOptions) {
@@ -215,6 +219,8 @@ class Driver implements MultiRaft, TransportHandler {
       if (g.proposals.size >= this.config.pendingProposalsMax)
         throw new TooManyPendingError(group, 'pendingProposalsMax', this.config.pendingProposalsMax)
       const seq = (g.proposalSeq = (g.proposalSeq + 1) >>> 0)
+      const started = performance.now()
+      this.proposals++
       let p!: PendingProposal
       const promise = new Promise<number>((resolve, reject) => {
         p = {
@@ -222,8 +228,14 @@ class Driver implements MultiRaft, TransportHandler {
           data: this.incarnation.wrap(seq, data),
           submitTurn: 0,
           deadlineTick: this.tickCount + this.config.requestTimeoutTicks,
-          resolve,
-          reject,
+          resolve: (index) => {
+            this.proposalApplied?.(performance.now() - started)
+            resolve(index)
+          },
+          reject: (error) => {
+            this.proposalsFailed++
+            reject(error)
+          },
           settled: false,
         }
       })
@@ -425,7 +437,10 @@ class Driver implements MultiRaft, TransportHandler {
       this.persistCalls++
       await this.logStore.persist(writes, { sync })
     }
-    for (const [g, rd] of work) this.queueMessages(g, rd.messages)
+    for (const [g, rd] of work) {
+      if (rd.softState && rd.softState.lead !== g.lead) this.leaderChanges++
+      this.queueMessages(g, rd.messages)
+    }
     this.outbox.flush(flushDeferred)
     // Groups are independent: an asynchronous state machine applies them concurrently (each in
     // log order); compaction then runs one group at a time. A snapshot may take long to install
@@ -589,7 +604,14 @@ class Driver implements MultiRaft, TransportHandler {
       messagesSent: this.outbox.messagesSent,
       messagesDropped: this.messagesDropped,
       busy: this.running || this.scheduled,
+      proposals: this.proposals,
+      proposalsFailed: this.proposalsFailed,
+      leaderChanges: this.leaderChanges,
     }
+  }
+
+  onProposalApplied(listener: (ms: number) => void): void {
+    this.proposalApplied = listener
   }
 
   whenIdle(options?: { signal?: AbortSignal }): Promise<void> {

@@ -6,9 +6,11 @@ import type { ConnectionGater, Libp2p } from '@libp2p/interface'
 import { noise } from '@libp2p/noise'
 import { ping } from '@libp2p/ping'
 import { preSharedKey } from '@libp2p/pnet'
+import { prometheusMetrics } from '@libp2p/prometheus-metrics'
 import { tcp } from '@libp2p/tcp'
 import { yamux } from '@libp2p/yamux'
 import { createLibp2p } from 'libp2p'
+import type { Registry } from 'prom-client'
 import { loadOrCreatePeerKey } from './peer-key.js'
 
 /** The libp2p services every ActorMesh node runs. */
@@ -34,6 +36,8 @@ export interface HostOptions {
   connectionGater?: ConnectionGater
   /** Open connections kept at most (a cluster rarely needs more than its member count). */
   connectionsMax?: number
+  /** Where libp2p's own metrics (connections, streams, protocol traffic) are registered. */
+  metricsRegistry?: Registry
 }
 
 /**
@@ -58,6 +62,7 @@ export async function createHost(init: HostOptions, options?: { signal?: AbortSi
     streamMuxers: [yamux()],
     ...(psk ? { connectionProtector: preSharedKey({ psk }) } : {}),
     ...(init.connectionGater ? { connectionGater: init.connectionGater } : {}),
+    ...(init.metricsRegistry ? { metrics: prometheusMetrics({ registry: init.metricsRegistry }) } : {}),
     // Every node of a laptop cluster dials from 127.0.0.1: libp2p's default of 5 inbound
     // connections per second per host would turn the 6th node away.
     connectionManager: {
