@@ -80,9 +80,12 @@ describe('gateway routes', () => {
 
   it('decodes path parameters, and answers 400 for a bad percent-encoding', async () => {
     const url = await gateway({ namespaces: () => [{ name: 'a b' }] })
-    expect((await (await fetch(`${url}/v1/ns/a%20b`)).json()).name).toBe('a b')
+    expect(((await (await fetch(`${url}/v1/ns/a%20b`)).json()) as { name: string }).name).toBe('a b')
     const bad = await fetch(`${url}/v1/ns/%E0%A4%A`)
-    expect([bad.status, (await bad.json()).code]).toEqual([400, 'ACTORMESH_BAD_REQUEST'])
+    expect([bad.status, ((await bad.json()) as { code: string }).code]).toEqual([
+      400,
+      'ACTORMESH_BAD_REQUEST',
+    ])
   })
 })
 
