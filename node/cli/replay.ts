@@ -159,6 +159,8 @@ function need<T>(ok: boolean, value: T, what: string): T {
 function decodeRecord(r: Record<string, unknown>): CallRecord {
   const s = (k: string) => need(typeof r[k] === 'string', r[k] as string, k)
   const n = (k: string) => need(typeof r[k] === 'number', r[k] as number, k)
+  // The call's identity first, so a record that is not one at all is named by what it lacks first.
+  const head = { namespace: s('namespace'), actor: s('actor'), method: s('method') }
   const reads = need(
     typeof r.reads === 'object' && r.reads !== null,
     r.reads as Record<string, unknown>,
@@ -189,9 +191,7 @@ function decodeRecord(r: Record<string, unknown>): CallRecord {
       }
     : { ok: false, code: String(o.code), message: String(o.message) }
   return {
-    namespace: s('namespace'),
-    actor: s('actor'),
-    method: s('method'),
+    ...head,
     payload: bytes(r.payload, 'payload'),
     now: n('now'),
     seed: n('seed'),
