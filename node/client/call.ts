@@ -64,7 +64,10 @@ export interface CallContext {
 }
 
 /** Codes of failures that certainly did not apply the call (docs/errors.md): safe to retry without a key. */
-const NOT_APPLIED = new Set(['ACTORMESH_NOT_APPLIED', 'ACTORMESH_PROPOSAL_DROPPED'])
+export const NOT_APPLIED: ReadonlySet<string> = new Set([
+  'ACTORMESH_NOT_APPLIED',
+  'ACTORMESH_PROPOSAL_DROPPED',
+])
 
 /** An attempt's failure, and what it means for the next one. */
 interface Failure {

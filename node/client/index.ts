@@ -94,6 +94,7 @@ export class ActorMeshClient {
       WebSocket: options.WebSocket ?? (globalThis.WebSocket as unknown as WebSocketConstructor | undefined),
       onRetry: options.onRetry,
       timeoutMs,
+      autoIdempotencyKeys: options.autoIdempotencyKeys ?? true,
     }
   }
 

@@ -5,10 +5,11 @@
  * `after=<last position received>`, so the consumer sees every broadcast once, in commit order.
  */
 import { backoffMs, type RetryOptions, sleep } from './backoff.js'
-import type { RetryEvent } from './call.js'
+import type { CallOptions, CallResult, RetryEvent } from './call.js'
 import { ActorMeshError, BAD_RESPONSE, QUEUE_FULL, UNREACHABLE } from './errors.js'
 import type { NodeRing } from './nodes.js'
-import { type Bytes, bytesView, fromBase64, utf8 } from './payload.js'
+import { type Bytes, bytesView, fromBase64, type Payload, utf8 } from './payload.js'
+import { SocketCalls } from './socket-calls.js'
 
 /** Options of one subscription. */
 export interface SubscribeOptions {
@@ -34,6 +35,7 @@ export interface ActorEvent extends Bytes {
 
 /** The part of the WebSocket API the subscription uses (the browser's, and Node 22+'s global). */
 export interface WebSocketLike {
+  send(data: string): void
   close(code?: number, reason?: string): void
   addEventListener(type: 'message', listener: (event: { data: unknown }) => void): void
   addEventListener(type: 'close', listener: (event: { code: number; reason: string }) => void): void
@@ -56,6 +58,7 @@ export interface SubscribeContext {
   onRetry: ((event: RetryEvent) => void) | undefined
   /** A socket not subscribed (no `ready` frame) within this is closed and counts as a failed attempt. */
   timeoutMs: number
+  autoIdempotencyKeys: boolean
 }
 
 /** How one socket ended. */
@@ -100,6 +103,7 @@ export class Subscription implements AsyncIterableIterator<ActorEvent> {
   private readonly stop = new AbortController()
   private readonly queueEventsMax: number
   private readonly onAbort: () => void
+  private readonly calls: SocketCalls
 
   constructor(
     private readonly ctx: SubscribeContext,
@@ -116,6 +120,7 @@ export class Subscription implements AsyncIterableIterator<ActorEvent> {
     options.signal?.throwIfAborted()
     this.received = options.after
     this.delivered = options.after
+    this.calls = new SocketCalls(ctx)
     this.onAbort = () => {
       this.queue.length = 0 // an abort ends the subscription now, not after the queued events
       this.fail(options.signal?.reason)
@@ -135,6 +140,16 @@ export class Subscription implements AsyncIterableIterator<ActorEvent> {
     if (this.failure) return Promise.reject(this.failure.error)
     if (this.closed) return Promise.reject(new Error('The subscription was closed before it was ready'))
     return new Promise((resolve, reject) => this.readyWaiters.push({ resolve, reject }))
+  }
+
+  /**
+   * Calls a method of the subscribed actor over the subscription's socket (waiting until one is
+   * subscribed), with `call()`'s retry and key rules. A call in flight when the socket drops has an
+   * unknown outcome; it is sent again on the next socket when that is safe. Its own broadcast may
+   * reach the iterator before or after the reply.
+   */
+  call(method: string, payload?: Payload, options?: CallOptions): Promise<CallResult> {
+    return this.calls.call(method, payload, options)
   }
 
   [Symbol.asyncIterator](): this {
@@ -169,6 +184,7 @@ export class Subscription implements AsyncIterableIterator<ActorEvent> {
     if (this.closed) return
     this.closed = true
     this.finish()
+    this.calls.end(new ActorMeshError(UNREACHABLE, 'The subscription was closed with the call in flight'))
     const w = this.waiter
     this.waiter = undefined
     w?.resolve({ value: undefined, done: true })
@@ -241,12 +257,18 @@ export class Subscription implements AsyncIterableIterator<ActorEvent> {
         if (!end.wasReady) ws.close(1000, 'not subscribed in time')
       }, this.ctx.timeoutMs)
       ws.addEventListener('message', (event) => {
-        this.frame(event.data, end, ws)
-        if (end.wasReady) clearTimeout(opening)
+        const wasReady = end.wasReady
+        this.frame(event.data, end)
+        if (end.wasReady && !wasReady) {
+          clearTimeout(opening)
+          this.calls.attach(ws, base)
+        }
       })
       ws.addEventListener('error', () => {}) // a close event follows and says how it ended
       ws.addEventListener('close', (event) => {
         clearTimeout(opening)
+        const lost = `The WebSocket to '${base}' closed (code ${event.code}) with the call in flight; its outcome is unknown`
+        this.calls.detach(new ActorMeshError(UNREACHABLE, lost, { retryable: true }))
         if (this.socket === ws) this.socket = undefined
         resolve({ ...end, code: event.code, reason: event.reason })
       })
@@ -254,7 +276,7 @@ export class Subscription implements AsyncIterableIterator<ActorEvent> {
   }
 
   /** One frame from the node. */
-  private frame(data: unknown, end: SocketEnd, ws: WebSocketLike): void {
+  private frame(data: unknown, end: SocketEnd): void {
     if (this.over()) return
     let f: Record<string, unknown>
     try {
@@ -270,7 +292,9 @@ export class Subscription implements AsyncIterableIterator<ActorEvent> {
       return
     }
     if (typeof f.event === 'string' && typeof f.pos === 'string') {
-      this.event(f.event, f.pos, f.encoding === 'base64', ws)
+      this.event(f.event, f.pos, f.encoding === 'base64')
+    } else if (f.id !== undefined) {
+      this.calls.reply(f)
     } else if (f.ready === true && typeof f.pos === 'string') {
       end.wasReady = true
       this.received ??= f.pos
@@ -284,14 +308,15 @@ export class Subscription implements AsyncIterableIterator<ActorEvent> {
   }
 
   /** One broadcast: handed to a waiting consumer, or queued. */
-  private event(payload: string, pos: string, base64: boolean, ws: WebSocketLike): void {
+  private event(payload: string, pos: string, base64: boolean): void {
     // The node resumes strictly after `received`; anything else is a broken guarantee, not data.
     if (this.received !== undefined && comparePos(parsePos(pos), parsePos(this.received)) <= 0) {
       this.fail(new Error(`Broken order: event at ${pos} arrived after ${this.received}`))
       return
     }
     if (this.queue.length >= this.queueEventsMax) {
-      ws.close(CLOSE_QUEUE_FULL, 'client queue full')
+      this.socket?.close(CLOSE_QUEUE_FULL, 'client queue full')
+      this.socket = undefined
       const message = `Subscription to '${this.target.actor}' fell ${this.queueEventsMax} events behind (queueEventsMax); resubscribe with after '${this.received}'`
       this.fail(new ActorMeshError(QUEUE_FULL, message, { details: { pos: this.received } }))
       return
@@ -311,6 +336,7 @@ export class Subscription implements AsyncIterableIterator<ActorEvent> {
     if (this.over()) return
     this.failure = { error, thrown: false }
     this.finish()
+    this.calls.end(error)
     for (const r of this.readyWaiters.splice(0)) r.reject(error)
     const w = this.waiter
     if (w && this.queue.length === 0) {

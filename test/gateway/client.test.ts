@@ -288,7 +288,15 @@ class FakeSocket {
     this.end(code, reason)
   }
 
-  send(frame: unknown): void {
+  /** What the client sent, parsed. */
+  readonly sent: Array<Record<string, unknown>> = []
+
+  send(data: string): void {
+    this.sent.push(JSON.parse(data) as Record<string, unknown>)
+  }
+
+  /** A frame from the node. */
+  serve(frame: unknown): void {
     for (const fn of this.listeners.message ?? []) fn({ data: JSON.stringify(frame) } as never)
   }
 
@@ -332,16 +340,16 @@ describe('client subscriptions (scripted WebSocket)', () => {
     const s0 = await nth(sockets, 0)
     expect(s0.url).toBe('ws://n1/v1/ns/chat/actors/r%201/ws')
     expect(s0.init).toEqual({ headers: { authorization: 'Bearer t' } })
-    s0.send({ ready: true, pos: '10' })
+    s0.serve({ ready: true, pos: '10' })
     expect(await sub.ready()).toBe('10')
-    s0.send(post(1, '11.0'))
-    s0.send(post(2, '11.1'))
+    s0.serve(post(1, '11.0'))
+    s0.serve(post(2, '11.1'))
     expect((await sub.next()).value?.pos).toBe('11.0')
     s0.end(1006)
     const s1 = await nth(sockets, 1)
     expect(s1.url).toBe('wss://n2/v1/ns/chat/actors/r%201/ws?after=11.1')
-    s1.send({ ready: true, pos: '11.1' })
-    s1.send(post(3, '12.0'))
+    s1.serve({ ready: true, pos: '11.1' })
+    s1.serve(post(3, '12.0'))
     const rest: ActorEvent[] = []
     for await (const e of sub) {
       rest.push(e)
@@ -361,7 +369,7 @@ describe('client subscriptions (scripted WebSocket)', () => {
     const sub = client.subscribe('chat', 'r', { after: '3.0', encoding: 'base64' })
     const s0 = await nth(sockets, 0)
     expect(s0.url).toBe('ws://n1/v1/ns/chat/actors/r/ws?after=3.0&encoding=base64')
-    s0.send({ error: 'ACTORMESH_EVENTS_GONE', message: 'reaches back only to 40', since: '40' })
+    s0.serve({ error: 'ACTORMESH_EVENTS_GONE', message: 'reaches back only to 40', since: '40' })
     s0.end(4410, 'events gone')
     await expect(sub.next()).rejects.toMatchObject({
       code: 'ACTORMESH_EVENTS_GONE',
@@ -377,10 +385,10 @@ describe('client subscriptions (scripted WebSocket)', () => {
     const client = new ActorMeshClient({ nodes: ['http://n1'], WebSocket, retry: fast, queueEventsMax: 2 })
     const sub = client.subscribe('chat', 'r')
     const s0 = await nth(sockets, 0)
-    s0.send({ ready: true, pos: '5' })
-    s0.send({ event: 'AAEC', encoding: 'base64', pos: '6.0' })
-    s0.send(post(2, '7.0'))
-    s0.send(post(3, '8.0'))
+    s0.serve({ ready: true, pos: '5' })
+    s0.serve({ event: 'AAEC', encoding: 'base64', pos: '6.0' })
+    s0.serve(post(2, '7.0'))
+    s0.serve(post(3, '8.0'))
     expect(s0.closedWith).toEqual({ code: 4000, reason: 'client queue full' })
     expect((await sub.next()).value?.data).toEqual(new Uint8Array([0, 1, 2]))
     expect((await sub.next()).value?.pos).toBe('7.0')
@@ -414,9 +422,56 @@ describe('client subscriptions (scripted WebSocket)', () => {
     const s1 = await nth(sockets, 1)
     expect(sockets[0]!.closedWith).toEqual({ code: 1000, reason: 'not subscribed in time' })
     expect(new URL(s1.url).host).toBe('n2')
-    s1.send({ ready: true, pos: '9' })
+    s1.serve({ ready: true, pos: '9' })
     expect(await sub.ready()).toBe('9')
     sub.close()
+  })
+
+  it('calls over the socket and sends a call in flight again, same key, on the next socket after a drop', async () => {
+    const { sockets, WebSocket } = fakeSockets()
+    const client = new ActorMeshClient({ nodes: ['http://n1', 'http://n2'], WebSocket, retry: fast })
+    const sub = client.subscribe('chat', 'r')
+    const pending = sub.call('post', { from: 'ann', text: 'hi' }) // waits for a subscribed socket
+    const s0 = await nth(sockets, 0)
+    s0.serve({ ready: true, pos: '5' })
+    await waitFor(
+      () => s0.sent.length === 1,
+      () => 'the call on the first socket',
+    )
+    const first = s0.sent[0]!
+    expect(first).toMatchObject({ id: 1, method: 'post', payload: '{"from":"ann","text":"hi"}' })
+    expect(first.key).toMatch(/^[0-9a-f]{32}$/)
+    s0.end(1006)
+    const s1 = await nth(sockets, 1)
+    s1.serve({ ready: true, pos: '5' })
+    await waitFor(
+      () => s1.sent.length === 1,
+      () => 'the call again on the second socket',
+    )
+    expect(s1.sent[0]).toEqual({ ...first, id: 2 })
+    s1.serve({ id: 2, ok: true, reply: '7', servedBy: 'peer-2', replayed: true })
+    expect(await pending).toMatchObject({ servedBy: 'peer-2', replayed: true })
+    expect((await pending).json()).toBe(7)
+    // Bytes travel as base64; a failure the node does not call retryable is thrown as is.
+    const failing = sub.call('post', new Uint8Array([0, 255]), { idempotencyKey: 'k' })
+    await waitFor(
+      () => s1.sent.length === 2,
+      () => 'the second call',
+    )
+    expect(s1.sent[1]).toEqual({ id: 3, method: 'post', payload: 'AP8=', encoding: 'base64', key: 'k' })
+    s1.serve({
+      id: 3,
+      ok: false,
+      code: 'ACTORMESH_ACTOR_FAILED',
+      message: "'x' has not joined",
+      retryable: false,
+    })
+    await expect(failing).rejects.toMatchObject({
+      code: 'ACTORMESH_ACTOR_FAILED',
+      message: "'x' has not joined",
+    })
+    sub.close()
+    await expect(sub.call('get', undefined, { readonly: true })).rejects.toThrow(/closed/)
   })
 
   it('uses no Node module, so a bundler can ship it to a browser', () => {
@@ -438,7 +493,7 @@ describe('client subscriptions (scripted WebSocket)', () => {
     const ac = new AbortController()
     const sub = client.subscribe('chat', 'r', { signal: ac.signal })
     const s0 = await nth(sockets, 0)
-    s0.send({ ready: true, pos: '5' })
+    s0.serve({ ready: true, pos: '5' })
     const pending = sub.next()
     const reason = new Error('leaving the page')
     ac.abort(reason)
@@ -613,6 +668,21 @@ describe('client against three node processes', () => {
       writerRetries.some((r) => r.node === a.url && r.error.code === 'ACTORMESH_CLIENT_UNREACHABLE'),
     ).toBe(true)
   }, 300_000)
+
+  it('calls over the subscription’s socket and sees its own broadcast', async () => {
+    const client = new ActorMeshClient({ nodes: cluster.nodes.map((n) => n.url), retry })
+    const sub = client.subscribe('chat', 'json')
+    const seq = (await sub.call('post', { from: 'ann', text: 'over the socket' })).json<number>()
+    const history = await sub.call('history', undefined, { readonly: true, consistency: 'stale' })
+    expect(history.json<Array<{ seq: number }>>().map((m) => m.seq)).toContain(seq)
+    const { value } = await sub.next()
+    expect(value!.json()).toMatchObject({ seq, text: 'over the socket' })
+    await expect(sub.call('post', { from: 'nobody', text: 'x' })).rejects.toMatchObject({
+      code: 'ACTORMESH_ACTOR_FAILED',
+      retryable: false,
+    })
+    sub.close()
+  }, 60_000)
 
   it('ends a subscription with ACTORMESH_EVENTS_GONE when the buffer no longer reaches back', async () => {
     const client = new ActorMeshClient({ nodes: cluster.nodes.map((n) => n.url), retry })
