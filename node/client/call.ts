@@ -136,7 +136,9 @@ async function attemptOnce(
   let res: Response
   let reply: Uint8Array
   try {
-    res = await ctx.fetch(url, { ...init, signal: both })
+    // Called detached: a browser's fetch throws 'Illegal invocation' when `this` is not the window.
+    const fetchFn = ctx.fetch
+    res = await fetchFn(url, { ...init, signal: both })
     reply = new Uint8Array(await res.arrayBuffer())
   } catch (e) {
     if (signal?.aborted) throw signal.reason

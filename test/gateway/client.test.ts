@@ -48,7 +48,9 @@ function scriptedFetch(script: Array<(req: Seen) => Response | Error>): {
   seen: Seen[]
 } {
   const seen: Seen[] = []
-  const fake = async (input: string | URL | Request, init?: RequestInit) => {
+  const fake = async function (this: unknown, input: string | URL | Request, init?: RequestInit) {
+    // As a browser's fetch does when called as a method of another object.
+    if (this !== undefined && this !== globalThis) throw new TypeError('Illegal invocation')
     const req = {
       url: String(input),
       headers: new Headers(init?.headers),
