@@ -9,6 +9,7 @@ import { chaosAddressProblem } from '../chaos.js'
 import { ADMIN_TOKEN_REQUIRED, type MeshNode, startMeshNode } from '../mesh-node.js'
 import { type CliIo, COMMON_FLAGS_HELP, type Command } from './command.js'
 import { UsageError } from './errors.js'
+import { DEFAULT_NODE_URL } from './http.js'
 import { bool, type OptionSpec, resolveOptions, str, strs, wholeNumber } from './options.js'
 
 const options: Record<string, OptionSpec> = {
@@ -97,18 +98,20 @@ export async function runStart(argv: string[], io: CliIo): Promise<void> {
 /** What `start` prints once the node is up: where it is and what to do next. */
 function nextSteps(node: MeshNode): string {
   const addr = node.host.getMultiaddrs()[0]?.toString() ?? ''
-  const nodeFlag = node.url === 'http://127.0.0.1:8080' ? '' : ` --node ${node.url}`
+  // `bin/actormesh.js` is the CLI in a checkout (where `npm start` runs); installed, it is `actormesh`.
+  const am = `bin/actormesh.js${node.url === DEFAULT_NODE_URL ? '' : ` --node ${node.url}`}`
+  const cmd = (rest: string) => am.replace('bin/actormesh.js', `bin/actormesh.js ${rest}`)
   return [
     '',
     `ActorMesh node ${node.host.peerId.toString()} is up at ${node.url}`,
     `  health:   curl ${node.url}/healthz`,
-    `  status:   actormesh status${nodeFlag}   (npx actormesh, or bin/actormesh.js from a checkout)`,
-    `  members:  curl ${node.url}/v1/members`,
-    `  try it:   actormesh ns create counter --replicas 1${nodeFlag}`,
-    `            actormesh deploy counter examples/counter/build/counter.wasm${nodeFlag}   (actormesh build examples/counter/assembly/index.ts)`,
-    `            curl -X POST ${node.url}/v1/namespaces/counter/actors/c1/increment`,
+    `  status:   ${cmd('status')}`,
+    `  try it:   ${cmd('ns create counter --replicas 1')}`,
+    `            bin/actormesh.js build examples/counter/assembly/index.ts`,
+    `            ${cmd('deploy counter examples/counter/build/counter.wasm')}`,
+    `            curl -X POST ${node.url}/v1/ns/counter/actors/c1/increment`,
     `  add a node: npm start -- --data ./data2 --listen /ip4/127.0.0.1/tcp/7071 --http 127.0.0.1:8081 --seed ${addr}`,
-    '  a whole 3-node cluster with examples: npm run demo',
+    '  a 3-node cluster with the examples deployed: npm run demo',
     '  stop:     Ctrl-C',
     '',
   ].join('\n')
