@@ -1,8 +1,5 @@
-import { readdir, rm } from 'node:fs/promises'
-import { basename, dirname, join } from 'node:path'
 import type { Logger } from 'pino'
 import { ConfChangeType, type ConfState, type MultiRaft, Role } from '../consensus/index.js'
-import { type NamespaceStore, openNamespaceStore } from '../storage/index.js'
 import {
   Catalog,
   type CatalogCommand,
@@ -14,7 +11,8 @@ import {
 } from './catalog.js'
 import { NamespaceNotFoundError } from './errors.js'
 import type { Membership } from './membership.js'
-import { type NamespaceHooks, NamespaceStateMachine } from './namespace-group.js'
+import type { NamespaceHooks, NamespaceStateMachine } from './namespace-group.js'
+import { NamespaceHosting } from './namespace-hosting.js'
 import { NamespaceSnapshots } from './namespace-snapshot.js'
 import { balanceLeaders, type NodeView, pickReplicas, type RepairStep, repairStep } from './placement.js'
 import type { Rpc } from './rpc.js'
@@ -66,16 +64,12 @@ export class SystemService {
   private joined = false
   private busy = false
   private readonly intervalMs: number
-  /** Namespace replicas hosted here, by name (their LibSQL stores stay open while hosted). */
-  private readonly namespaces = new Map<string, NamespaceStateMachine>()
-  /** The catalog's `createdIndex` of each hosted namespace: another one means deleted and re-created. */
-  private readonly hostedCreatedIndex = new Map<string, number>()
-  private readonly opening = new Set<string>()
+  /** Namespace replicas hosted here (their LibSQL stores stay open while hosted). */
+  private readonly hosting: NamespaceHosting
   private readonly replicaDeadTimeoutMs: number
   /** When each member was first seen not alive (local clock), for the repair timeout. */
   private readonly downSince = new Map<string, number>()
   private balanceAfterMs = 0
-  private readonly options: SystemOptions
   /** Serves and pulls namespace snapshots (`ns.snap.*`). */
   private readonly snapshots: NamespaceSnapshots
 
@@ -86,10 +80,9 @@ export class SystemService {
     private readonly rpc: Rpc,
     private readonly membership: Membership,
     private readonly log: Logger,
-    private readonly dataDir: string,
+    dataDir: string,
     options: SystemOptions = {},
   ) {
-    this.options = options
     this.intervalMs = options.intervalMs ?? 300
     this.replicaDeadTimeoutMs = options.replicaDeadTimeoutMs ?? 10_000
     rpc.handle('ns.conf', (_from, payload) => this.handleNamespaceConf(payload))
@@ -102,9 +95,19 @@ export class SystemService {
     this.snapshots = new NamespaceSnapshots(
       self,
       rpc,
-      (name) => this.namespaces.get(name)?.store,
+      (name) => this.hosting.get(name)?.store,
       log.child({ component: 'snapshots' }),
     )
+    this.hosting = new NamespaceHosting({
+      self,
+      dataDir,
+      driver,
+      snapshots: this.snapshots,
+      log,
+      ...(options.namespaceHooks ? { hooks: options.namespaceHooks } : {}),
+      ...(options.onHosted ? { onHosted: options.onHosted } : {}),
+      ...(options.onUnhosted ? { onUnhosted: options.onUnhosted } : {}),
+    })
     rpc.handle('ns.snap.open', (from, payload, signal) => this.snapshots.open(from, payload, signal))
     rpc.handle('ns.snap.chunk', (from, payload) => this.snapshots.chunk(from, payload))
     rpc.handle('ns.snap.close', (from, payload) => this.snapshots.close(from, payload))
@@ -201,7 +204,7 @@ export class SystemService {
   listNamespaces(): Array<CatalogNamespace & { leader: string }> {
     return [...this.catalog.namespaces.values()].map((ns) => ({
       ...ns,
-      leader: this.namespaces.has(ns.name) ? this.driver.leader(ns.name) : '',
+      leader: this.hosting.has(ns.name) ? this.driver.leader(ns.name) : '',
     }))
   }
 
@@ -213,7 +216,7 @@ export class SystemService {
     const st = this.status()
     if (!st.joined) return { ready: false, missing: [`not joined to ${SYSTEM_GROUP}`] }
     const missing = st.leader ? [] : [`no known leader of ${SYSTEM_GROUP}`]
-    const leaderless = [...this.namespaces.keys()].filter((ns) => !this.driver.leader(ns))
+    const leaderless = this.hosting.names().filter((ns) => !this.driver.leader(ns))
     if (leaderless.length > 0) {
       const some = leaderless.slice(0, 10).join(', ')
       missing.push(`no known leader of ${leaderless.length} hosted namespace(s): ${some}`)
@@ -223,14 +226,13 @@ export class SystemService {
 
   /** The state machine (and store) of a namespace hosted here, if it is. */
   hosted(name: string): NamespaceStateMachine | undefined {
-    return this.namespaces.get(name)
+    return this.hosting.get(name)
   }
 
   /** Closes the namespace stores hosted here (the driver is closed by the node first). */
   async closeNamespaces(): Promise<void> {
     await this.snapshots.closeAll()
-    for (const machine of this.namespaces.values()) await machine.store.close()
-    this.namespaces.clear()
+    await this.hosting.closeAll()
   }
 
   private async handleCreate(payload: unknown): Promise<CatalogNamespace> {
@@ -262,71 +264,6 @@ export class SystemService {
     return [...members.voters, ...members.learners]
       .filter((p) => live.has(p))
       .map((peer) => ({ peer, alive: true, deadForMs: 0, replicas: count.get(peer) ?? 0 }))
-  }
-
-  /**
-   * Hosts every namespace the catalog places here that is not hosted yet, and stops hosting every
-   * one the catalog no longer has (deleted) or has under another `createdIndex` (deleted and
-   * created again: the new one starts empty).
-   */
-  private reconcile(): void {
-    for (const name of this.namespaces.keys()) {
-      const ns = this.catalog.namespaces.get(name)
-      if ((ns && ns.createdIndex === this.hostedCreatedIndex.get(name)) || this.opening.has(name)) continue
-      this.opening.add(name)
-      void this.unhost(name).finally(() => this.opening.delete(name))
-    }
-    for (const ns of this.catalog.namespaces.values()) {
-      const mine = ns.voters.includes(this.self) || ns.learners.includes(this.self)
-      if (!mine || this.namespaces.has(ns.name) || this.opening.has(ns.name)) continue
-      this.opening.add(ns.name)
-      void this.host(ns).finally(() => this.opening.delete(ns.name))
-    }
-  }
-
-  private async host(ns: CatalogNamespace): Promise<void> {
-    let store: NamespaceStore | undefined
-    try {
-      store = await openNamespaceStore({ dataDir: this.dataDir, name: ns.name, logger: this.log })
-      const applied = store.applied().index
-      const machine = await NamespaceStateMachine.open(
-        ns.name,
-        store,
-        this.options.namespaceHooks,
-        undefined,
-        this.snapshots,
-      )
-      this.driver.createGroup(ns.name, {
-        bootstrap: { voters: ns.voters, learners: ns.learners },
-        ...(applied > 0 ? { applied } : {}),
-        stateMachine: machine,
-      })
-      this.namespaces.set(ns.name, machine)
-      this.hostedCreatedIndex.set(ns.name, ns.createdIndex)
-      store = undefined
-      await this.options.onHosted?.(ns.name, machine)
-      this.log.info({ ns: ns.name }, 'hosting namespace replica')
-    } catch (e) {
-      await store?.close().catch(() => {})
-      this.log.error({ ns: ns.name, err: String(e) }, 'cannot host namespace replica; will retry')
-    }
-  }
-
-  /** Stops hosting a deleted namespace: its Raft group (and log) goes, then its store and files. */
-  private async unhost(name: string): Promise<void> {
-    const machine = this.namespaces.get(name)
-    if (!machine) return
-    this.namespaces.delete(name)
-    this.hostedCreatedIndex.delete(name)
-    try {
-      this.options.onUnhosted?.(name)
-      if (this.driver.groups().includes(name)) await this.driver.removeGroup(name)
-      await machine.store.close()
-      await removeNamespaceFiles(machine.store.path)
-      this.log.info({ ns: name }, 'namespace deleted: replica, log and files removed')
-    } catch (e) {
-      this.log.error({ ns: name, err: String(e) }, 'cannot remove a deleted namespace replica completely')
-    }
   }
 
   /** Starts hosting `_system`: restarts it from the log store, bootstraps it, or joins it. */
@@ -369,7 +306,7 @@ export class SystemService {
     try {
       if (!this.joined) await this.tryJoin()
       else {
-        this.reconcile()
+        this.hosting.reconcile(this.catalog.namespaces)
         if (this.driver.status(SYSTEM_GROUP).role === Role.Leader) {
           await this.upkeep()
           await this.repairNamespaces()
@@ -536,7 +473,7 @@ export class SystemService {
 
   private handleTransfer(payload: unknown): { ok: true } {
     const { ns, to } = (payload ?? {}) as { ns?: unknown; to?: unknown }
-    if (typeof ns !== 'string' || typeof to !== 'string' || !this.namespaces.has(ns)) {
+    if (typeof ns !== 'string' || typeof to !== 'string' || !this.hosting.has(ns)) {
       throw new TypeError(`Namespace '${String(ns)}' is not hosted here`)
     }
     this.driver.transferLeadership(ns, to)
@@ -585,31 +522,17 @@ export class SystemService {
 
   private handleNamespaceStatus(payload: unknown): ReturnType<MultiRaft['status']> {
     const ns = (payload as { ns?: unknown })?.ns
-    if (typeof ns !== 'string' || !this.namespaces.has(ns))
+    if (typeof ns !== 'string' || !this.hosting.has(ns))
       throw new TypeError(`Namespace '${String(ns)}' is not hosted here`)
     return this.driver.status(ns)
   }
 
   private async handleNamespaceConf(payload: unknown): Promise<ConfState> {
     const { ns, change } = (payload ?? {}) as { ns?: unknown; change?: { type?: unknown; node?: unknown } }
-    if (typeof ns !== 'string' || !this.namespaces.has(ns))
+    if (typeof ns !== 'string' || !this.hosting.has(ns))
       throw new TypeError(`Namespace '${String(ns)}' is not hosted here`)
     if (!change || typeof change.node !== 'string' || typeof change.type !== 'number')
       throw new TypeError('Malformed conf change')
     return this.driver.proposeConfChange(ns, { type: change.type as ConfChangeType, node: change.node })
-  }
-}
-
-/**
- * Removes a namespace's database and every file beside it that belongs to it (`-wal`, `-shm`,
- * `-journal`, snapshot and staging temps): all are named `<name>.db` followed by `-` or `.`
- * (namespace names have no dot, so no other namespace's file matches).
- */
-async function removeNamespaceFiles(path: string): Promise<void> {
-  const dir = dirname(path)
-  const file = basename(path)
-  for (const name of await readdir(dir)) {
-    if (name === file || name.startsWith(`${file}-`) || name.startsWith(`${file}.`))
-      await rm(join(dir, name), { force: true, recursive: true })
   }
 }
