@@ -76,6 +76,8 @@ export interface AuthenticatorDeps {
 /** Decides whether a request's bearer token may use a route. */
 export class Authenticator {
   private readonly adminHash: Buffer | undefined
+  /** Decoded hashes by token record (a replaced record is a new object, so never stale). */
+  private readonly decoded = new WeakMap<CatalogToken, Buffer>()
 
   constructor(private readonly deps: AuthenticatorDeps) {
     this.adminHash =
@@ -119,11 +121,21 @@ export class Authenticator {
     let found: TokenScope | undefined
     if (this.adminHash && timingSafeEqual(this.adminHash, hash)) found = 'admin'
     for (const t of this.deps.tokens().values()) {
-      const stored = Buffer.from(t.hashHex, 'hex')
+      const stored = this.hashOf(t)
       if (stored.length === hash.length && timingSafeEqual(stored, hash) && found === undefined)
         found = t.scope
     }
     return found
+  }
+
+  /** A catalog token's hash as bytes, decoded once per token record. */
+  private hashOf(t: CatalogToken): Buffer {
+    let bytes = this.decoded.get(t)
+    if (!bytes) {
+      bytes = Buffer.from(t.hashHex, 'hex')
+      this.decoded.set(t, bytes)
+    }
+    return bytes
   }
 }
 
