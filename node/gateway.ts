@@ -47,6 +47,8 @@ export interface GatewayDeps {
   /** Access control; none: every route is open (loopback dev mode without tokens). */
   authorize?: (req: IncomingMessage, access: Access) => Refusal | undefined
   tokens?: GatewayTokens
+  /** Routes anyone may use (`GET /metrics`), tried before `extraRoutes`; true when one answered. */
+  openRoutes?: (req: IncomingMessage, res: ServerResponse, url: URL) => Promise<boolean>
   /** More routes (backup admin, chaos), tried before the 404 and only with admin access. */
   extraRoutes?: (req: IncomingMessage, res: ServerResponse, url: URL) => Promise<boolean>
 }
@@ -180,6 +182,7 @@ async function route(c: Ctx): Promise<void> {
     c.send(405, { code: 'ACTORMESH_METHOD_NOT_ALLOWED', message: `Cannot ${c.req.method} '${path}'` })
     return
   }
+  if (c.deps.openRoutes && (await c.deps.openRoutes(c.req, c.res, c.url))) return
   if (c.deps.extraRoutes) {
     if (refused(c, admin())) return
     if (await c.deps.extraRoutes(c.req, c.res, c.url)) return
@@ -260,8 +263,11 @@ function tokens(c: Ctx): GatewayTokens {
  */
 async function callActor(c: Ctx, [namespace, actor, method]: string[]): Promise<void> {
   const { req, url } = c
-  const trace = traceContext(header(req, 'traceparent'))
+  const incoming = header(req, 'traceparent')
+  const trace = traceContext(incoming)
   if (trace) c.headers.traceparent = trace
+  // The call's spans (node/tracing.ts) are children of the caller's span, not of this echo.
+  const parent = trace ? traceContext(incoming, TRACEPARENT.exec(incoming!.trim())![3]) : undefined
   const json = isJsonType(header(req, 'content-type'))
   const payload = await readBody(req, c.deps.payloadBytesMax)
   if (json) parseJson(payload, 'request body')
@@ -277,7 +283,7 @@ async function callActor(c: Ctx, [namespace, actor, method]: string[]): Promise<
     ...(readonly ? { readonly: true } : {}),
     ...(consistency !== undefined ? { consistency: consistency as 'strong' | 'stale' } : {}),
     ...(key !== undefined ? { idempotencyKey: key } : {}),
-    ...(trace ? { traceparent: trace } : {}),
+    ...(parent ? { traceparent: parent } : {}),
   }
   const out = await c.deps.router.call(call)
   const jsonReply = json && isJson(out.reply)

@@ -321,10 +321,10 @@ export async function startMeshNode(
     router,
     payloadBytesMax: actors.runtime.limits.payloadBytesMax,
     moduleBytesMax: config.actors?.moduleBytesMax ?? 8 << 20,
+    // Prometheus scrapes without a token (docs/gateway.md); the rest need an admin token.
+    openRoutes: (req, res, url) => metrics.route(req, res, url),
     extraRoutes: async (req, res, url) =>
-      (await metrics.route(req, res, url)) ||
-      (await backup.route(req, res, url)) ||
-      (chaosRoute !== undefined && (await chaosRoute(req, res, url))),
+      (await backup.route(req, res, url)) || (chaosRoute !== undefined && (await chaosRoute(req, res, url))),
   })
   metrics.instrument(server)
   server.on('upgrade', (req, socket, head) => ws.handleUpgrade(req, socket, head))

@@ -149,6 +149,7 @@ describe('HTTP access with bearer tokens', () => {
 
     // Open routes need no token; the rest need one from the start.
     expect((await req(a, 'GET', '/healthz')).status).toBe(200)
+    expect((await req(a, 'GET', '/metrics')).status).toBe(200)
     for (const n of [a, b]) await until('ready', () => req(n, 'GET', '/readyz'))
     const anonymous = await req(a, 'GET', '/v1/status')
     expect(anonymous.headers.get('www-authenticate')).toBe('Bearer')

@@ -51,10 +51,15 @@ describe('gateway routes', () => {
     expect(await (await fetch(`${url}/readyz`)).json()).toEqual({ ready: true, peer: 'peer-a' })
   })
 
-  it('asks for access before a route or the extra routes run; open routes skip it', async () => {
+  it('asks for access before a route or the extra routes run; open routes and /metrics skip it', async () => {
     const asked: Access[] = []
     let extraCalled = false
     const url = await gateway({
+      openRoutes: async (req, res) => {
+        if (req.url !== '/metrics') return false
+        res.end('# metrics\n')
+        return true
+      },
       authorize: (_req: IncomingMessage, access: Access) => {
         asked.push(access)
         return {
@@ -69,6 +74,7 @@ describe('gateway routes', () => {
       },
     })
     expect((await fetch(`${url}/healthz`)).status).toBe(200)
+    expect(await (await fetch(`${url}/metrics`)).text()).toBe('# metrics\n')
     const ns = await fetch(`${url}/v1/namespaces/chat`)
     expect([ns.status, ns.headers.get('www-authenticate')]).toEqual([401, 'Bearer'])
     expect((await fetch(`${url}/v1/admin/catalog`)).status).toBe(401)
