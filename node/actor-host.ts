@@ -75,7 +75,7 @@ export interface CallRequest {
   /** `stale`: served from this replica's applied state (read-only calls only). */
   consistency?: 'strong' | 'stale'
   idempotencyKey?: string
-  /** W3C `traceparent` of the gateway's hop (same trace id, its span id), for tracing across forwards. */
+  /** The caller's W3C `traceparent` (checked, version 00): the call's spans are its children. */
   traceparent?: string
 }
 
