@@ -13,11 +13,13 @@ import {
   type Operation,
   operations,
 } from './check/index.js'
+import { checkWsOrder, type WsOrderResult, type WsPost, type WsRecord } from './check/ws-order.js'
 import type { ChaosCluster } from './cluster.js'
 import type { StatusMonitor, TermViolation } from './monitor.js'
 import type { FaultWindow, Scenario } from './nemesis.js'
 import type { Convergence, Recovery } from './run.js'
 import type { ClientStats } from './workload.js'
+import type { WsFinish } from './ws-workload.js'
 
 /** A node lifecycle event (kill, restart, pause, resume, remove) at a run time. */
 export interface NodeEvent {
@@ -67,6 +69,8 @@ export interface Report {
   }>
   list: ListKeyResult[]
   counter: CounterKeyResult[]
+  /** The WebSocket subscribers' check, and who received the closing post (absent without subscribers). */
+  ws?: WsOrderResult & WsFinish
   leaders: {
     termViolations: TermViolation[]
     termsSeen: Record<string, number>
@@ -101,6 +105,8 @@ export interface ReportInput {
   convergence: Convergence
   stats: ClientStats
   cluster: ChaosCluster
+  /** What the WebSocket subscribers recorded (ws.jsonl), and how the closing post went. */
+  ws?: { records: WsRecord[]; finish: WsFinish }
 }
 
 const reported = (op: Operation): ReportedOp => ({
@@ -122,11 +128,15 @@ export function buildReport(input: ReportInput): Report {
   const register = checkRegister(of('register'))
   const list = checkListAppend(of('list'))
   const counter = checkCounter(of('counter'))
+  const ws = input.ws
+    ? { ...checkWsOrder(input.ws.records, wsPosts(of('ws'))), ...input.ws.finish }
+    : undefined
   const termViolations = input.monitor.termViolations()
   const violating = new Set<number>()
   for (const r of register) for (const op of r.violation?.ops ?? []) violating.add(op.id)
   for (const k of [...list, ...counter])
     for (const v of k.violations) for (const id of v.ops) violating.add(id)
+  for (const v of ws?.violations ?? []) for (const id of v.ops) violating.add(id)
 
   const badKeys = register.filter((r) => r.verdict !== 'ok')
   const listBad = list.flatMap((k) => k.violations)
@@ -202,6 +212,7 @@ export function buildReport(input: ReportInput): Report {
         ? `every group led and every replica caught up ${input.convergence.ms} ms after the final reads`
         : `after ${input.convergence.ms} ms still not led or not caught up: ${input.convergence.behind.join(', ')}`,
     },
+    ...(ws ? [wsCheck(ws)] : []),
   ]
   const count = (s: string) => ops.filter((o) => o.status === s).length
   const last = input.events[input.events.length - 1]
@@ -223,6 +234,7 @@ export function buildReport(input: ReportInput): Report {
     })),
     list,
     counter,
+    ...(ws ? { ws } : {}),
     leaders: {
       termViolations,
       termsSeen: input.monitor.termsSeen(),
@@ -249,4 +261,36 @@ function leaderless(monitor: StatusMonitor): Record<string, number> {
     out[s.group] = Math.max(out[s.group] ?? 0, ms)
   }
   return out
+}
+
+/** The chat posts of the history, as the WebSocket check takes them. */
+function wsPosts(ops: Operation[]): WsPost[] {
+  return ops
+    .filter((op) => op.f === 'post')
+    .map((op) => ({ id: op.id, text: String(op.input), status: op.status, call: op.call, ret: op.ret }))
+}
+
+/** One line for the WebSocket check: violations, or what was checked; a subscriber that never caught up fails it. */
+function wsCheck(ws: WsOrderResult & WsFinish): Check {
+  const passed = ws.violations.length === 0 && ws.finalPost !== undefined && ws.behind.length === 0
+  const figures = `${ws.subscribers} subscribers, ${ws.segments} segments, ${ws.connects} connects, ${ws.gone} EVENTS_GONE, ${ws.events} events at ${ws.positions} positions; acknowledged posts ${ws.posts.acked}: ${ws.posts.delivered} delivered, ${ws.posts.notCheckable} not checkable, ${ws.posts.lost} lost`
+  const ending =
+    ws.finalPost === undefined
+      ? 'the closing post was never acknowledged'
+      : ws.behind.length > 0
+        ? `subscribers ${ws.behind.join(', ')} never received the closing post`
+        : 'every subscriber received the closing post'
+  return {
+    name: 'websocket order',
+    passed,
+    detail:
+      ws.violations.length === 0
+        ? `${figures}; commit order, no gap or duplicate; ${ending}`
+        : `${ws.violations
+            .slice(0, 10)
+            .map((v) => `${v.kind}: ${v.message}`)
+            .join(
+              '; ',
+            )}${ws.violations.length > 10 ? `; ... (${ws.violations.length} in all)` : ''}; ${ending}`,
+  }
 }

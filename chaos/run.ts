@@ -29,6 +29,7 @@ import {
   runClient,
   type Workload,
 } from './workload.js'
+import { WsClients, type WsFinish, WsRecorder } from './ws-workload.js'
 
 export interface RunOptions {
   scenario: Scenario
@@ -48,6 +49,8 @@ export interface RunOptions {
   staleReads?: boolean
   /** The nodes' pino log level (default warn). */
   nodeLogLevel?: string
+  /** WebSocket subscribers of the chat room (default 6). */
+  subscribers?: number
   /** Progress lines. */
   log: (line: string) => void
 }
@@ -82,20 +85,40 @@ export async function runScenario(opts: RunOptions): Promise<RunResult> {
   ]
   const monitor = new StatusMonitor(cluster, () => history.now())
   const stats: ClientStats = { attempts: 0, retries: 0, errors: {} }
+  const runTag = `s${opts.seed}-${Date.now().toString(36)}`
+  const wsFile = createWriteStream(join(opts.outDir, 'ws.jsonl'))
+  const wsRec = new WsRecorder(
+    () => history.now(),
+    (r) => wsFile.write(`${JSON.stringify(r)}\n`),
+  )
+  const ws = new WsClients(
+    cluster,
+    history,
+    wsRec,
+    stats,
+    timing,
+    (label) => stream(opts.seed, label),
+    runTag,
+    opts.subscribers,
+  )
+  // Every namespace the run creates: the HTTP workloads' and the chat room of the WebSocket one.
+  const namespaces = [...workloads, ws.workload]
   let passed = false
   // Clients stop at the end of a run, or when the run fails midway (before the nodes are killed).
   let stop = false
   try {
     await cluster.start(opts.nodes)
     opts.log(`${opts.nodes} nodes up at ${Math.round(history.now())} ms`)
-    await setup(cluster, workloads, Math.min(3, opts.nodes), opts.seed)
+    await setup(cluster, namespaces, Math.min(3, opts.nodes), opts.seed)
+    await ws.join(SETUP_TIMEOUT_MS)
     opts.log(`namespaces created, modules deployed at ${Math.round(history.now())} ms; clients start`)
     monitor.start()
-    const clients = startClients(opts, cluster, workloads, history, timing, stats, () => stop)
+    const clients = startClients(opts, cluster, workloads, history, timing, stats, () => stop, runTag)
+    clients.push(...(await ws.start(() => stop)))
     const ctx: NemesisContext = {
       cluster,
       rnd: stream(opts.seed, 'nemesis'),
-      namespaces: workloads.map((w) => w.namespace),
+      namespaces: namespaces.map((w) => w.namespace),
       now: () => history.now(),
       nodesMax: opts.nodes + 1,
     }
@@ -109,10 +132,14 @@ export async function runScenario(opts: RunOptions): Promise<RunResult> {
     // Recovery counts from the moment every node is back and every fault table is empty.
     const healedAt = history.now()
     nodeEvents.push({ kind: 'healed', node: -1, time: healedAt })
-    const recovery = await measureRecovery(cluster, workloads, healedAt, history, opts.recoveryBoundMs)
+    const recovery = await measureRecovery(cluster, namespaces, healedAt, history, opts.recoveryBoundMs)
     opts.log(recovery.ok ? `recovered in ${recovery.ms} ms` : `no recovery within ${opts.recoveryBoundMs} ms`)
     stop = true
     await Promise.all(clients)
+    const wsFinish: WsFinish = await ws.finish()
+    opts.log(
+      `WebSocket subscribers: ${wsFinish.caughtUp.length} of ${wsFinish.caughtUp.length + wsFinish.behind.length} received the closing post`,
+    )
     const finals = await finalReads(cluster, workloads, history, timing)
     const convergence = await measureConvergence(cluster, history, opts.recoveryBoundMs)
     opts.log(
@@ -123,6 +150,7 @@ export async function runScenario(opts: RunOptions): Promise<RunResult> {
     monitor.stop()
     await monitor.poll()
     await new Promise<void>((r) => historyFile.end(r))
+    await new Promise<void>((r) => wsFile.end(r))
     const report: Report = buildReport({
       scenario: opts.scenario,
       seed: opts.seed,
@@ -137,6 +165,7 @@ export async function runScenario(opts: RunOptions): Promise<RunResult> {
       convergence,
       stats,
       cluster,
+      ws: { records: wsRec.records, finish: wsFinish },
     })
     passed = report.passed
     await writeOutputs(opts.outDir, report, history, monitor)
@@ -150,7 +179,9 @@ export async function runScenario(opts: RunOptions): Promise<RunResult> {
   } finally {
     stop = true
     monitor.stop()
+    await ws.stop()
     historyFile.end()
+    wsFile.end()
     await cluster.stop()
     if (passed && !opts.keepData) await rm(dataDir, { recursive: true, force: true })
     else opts.log(`node data kept in ${dataDir}`)
@@ -184,8 +215,8 @@ function startClients(
   timing: ClientTiming,
   stats: ClientStats,
   stopped: () => boolean,
+  runTag: string,
 ): Promise<void>[] {
-  const runTag = `s${opts.seed}-${Date.now().toString(36)}`
   return workloads.flatMap((w, wi) =>
     Array.from({ length: opts.clients }, (_, c) => {
       const id = wi * 100 + c

@@ -25,10 +25,10 @@ export interface PlannedOp {
 
 /** A workload: what its actors are, what operations a client picks, how replies decode. */
 export interface Workload {
-  name: 'register' | 'list' | 'counter'
+  name: 'register' | 'list' | 'counter' | 'ws'
   namespace: string
   /** Example actor module (examples/<module>). */
-  module: 'register' | 'list-append' | 'counter'
+  module: 'register' | 'list-append' | 'counter' | 'chat'
   actors: string[]
   /** The next operation of a client; `seen` is the client's memory (last value per actor). */
   next(rnd: Random, client: number, n: number, seen: Map<string, unknown>): PlannedOp
