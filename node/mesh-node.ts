@@ -23,6 +23,7 @@ import { Channel, LinkRaftTransport } from './raft-transport.js'
 import { CallRouter } from './router.js'
 import { Rpc } from './rpc.js'
 import { SystemService } from './system.js'
+import { startTracing } from './tracing.js'
 import { createWsService, type WsOptions } from './ws/index.js'
 
 /** Everything `actormesh start` needs; every field has an embedded default in the CLI. */
@@ -50,6 +51,8 @@ export interface MeshNodeConfig {
    * (node/auth.ts). Required when the HTTP or a libp2p listen address is not loopback.
    */
   adminTokenFile?: string
+  /** An OTLP/HTTP collector (e.g. `http://127.0.0.1:4318`): loads the tracing SDK (node/tracing.ts). */
+  otlpEndpoint?: string
 }
 
 /** What a node reachable beyond loopback needs (the error of `startMeshNode` and the CLI). */
@@ -162,6 +165,13 @@ export async function startMeshNode(
     logger: log.child({ component: 'raft-log' }),
   })
   const self = host.peerId.toString()
+  const tracing = config.otlpEndpoint
+    ? await startTracing({
+        endpoint: config.otlpEndpoint,
+        peer: self,
+        log: log.child({ component: 'tracing' }),
+      })
+    : undefined
   // Idle groups quiesce after a second; membership wakes the groups of a peer it declares dead.
   const driver = createMultiRaft({
     id: self,
@@ -402,6 +412,7 @@ export async function startMeshNode(
       await closeGateway()
       server.closeAllConnections()
       await host.stop()
+      await tracing?.shutdown()
     },
   }
 }

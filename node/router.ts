@@ -11,6 +11,7 @@ import { NamespaceNotFoundError, NoLeaderError } from './errors.js'
 import type { Membership } from './membership.js'
 import type { Rpc } from './rpc.js'
 import type { SystemService } from './system.js'
+import { inCallSpan } from './tracing.js'
 
 /** How long a client should wait before retrying when no leader is known. */
 export const NO_LEADER_RETRY_MS = 250
@@ -46,7 +47,7 @@ export class CallRouter {
     options: RouterOptions = {},
   ) {
     this.forwardTimeoutMs = options.forwardTimeoutMs ?? 10_000
-    rpc.handle('actor.call', async (_from, payload) => this.actors.execute(payload as CallRequest))
+    rpc.handle('actor.call', async (_from, payload) => this.execute(payload as CallRequest))
     rpc.handle('actor.deploy', async (_from, payload) => {
       const d = payload as DeployRequest
       return this.actors.deploy(d.namespace, d.bytes, d.capabilities ? { capabilities: d.capabilities } : {})
@@ -58,8 +59,19 @@ export class CallRouter {
     this.callListeners.push(listener)
   }
 
-  /** Runs a call wherever it must run and returns its reply. */
-  async call(req: CallRequest): Promise<CallReply> {
+  /** Runs a call here, in a span that continues the trace of the node it entered. */
+  private execute(req: CallRequest): Promise<CallReply> {
+    return inCallSpan('actormesh.execute', 'internal', req, () => this.actors.execute(req))
+  }
+
+  /** Runs a call wherever it must run and returns its reply (in a span; see node/tracing.ts). */
+  call(req: CallRequest): Promise<CallReply> {
+    return inCallSpan('actormesh.call', 'server', req, (traceparent) =>
+      this.observed(traceparent === undefined ? req : { ...req, traceparent }),
+    )
+  }
+
+  private async observed(req: CallRequest): Promise<CallReply> {
     if (this.callListeners.length === 0) return this.route(req)
     const started = performance.now()
     let outcome: CallOutcome = {}
@@ -140,7 +152,7 @@ export class CallRouter {
   }
 
   private run(target: string, req: CallRequest): Promise<CallReply> {
-    if (target === this.self) return this.actors.execute(req)
+    if (target === this.self) return this.execute(req)
     return this.rpc.request(target, 'actor.call', req, {
       timeoutMs: this.forwardTimeoutMs,
     }) as Promise<CallReply>

@@ -7,6 +7,7 @@ import pino from 'pino'
 import { readAdminTokenFile } from '../auth.js'
 import { chaosAddressProblem } from '../chaos.js'
 import { ADMIN_TOKEN_REQUIRED, type MeshNode, startMeshNode } from '../mesh-node.js'
+import { traceLogFields } from '../tracing.js'
 import { type CliIo, COMMON_FLAGS_HELP, type Command } from './command.js'
 import { UsageError } from './errors.js'
 import { DEFAULT_NODE_URL } from './http.js'
@@ -24,6 +25,7 @@ const options: Record<string, OptionSpec> = {
   // Fault injection is never switched on by an inherited environment variable.
   chaos: { type: 'boolean', env: null },
   'admin-token-file': { type: 'string' },
+  'otlp-endpoint': { type: 'string' },
 }
 
 const help = `Usage: actormesh start [flags]
@@ -41,6 +43,7 @@ Flags (environment variable in brackets; flags > environment > config file > def
   --snapshot-every-entries N    compact a group's log after N applied entries [ACTORMESH_SNAPSHOT_EVERY_ENTRIES] (10000)
   --chaos               accept network faults over HTTP (PUT /v1/chaos/faults; docs/chaos.md); loopback addresses only
   --admin-token-file FILE  admin bearer token; auth on from startup (docs/gateway.md); required unless every address is loopback [ACTORMESH_ADMIN_TOKEN_FILE]
+  --otlp-endpoint URL   export call spans over OTLP/HTTP, e.g. http://127.0.0.1:4318 (no tracing SDK is loaded without it) [ACTORMESH_OTLP_ENDPOINT]
 ${COMMON_FLAGS_HELP}
 `
 
@@ -76,7 +79,11 @@ export async function runStart(argv: string[], io: CliIo): Promise<void> {
       throw new UsageError((e as Error).message)
     })
   const clusterKeyFile = str(o, 'cluster-key')
-  const log = pino({ level: str(o, 'log-level')! })
+  const otlpEndpoint = str(o, 'otlp-endpoint')
+  if (otlpEndpoint !== undefined && !/^https?:\/\/[^/]/.test(otlpEndpoint))
+    throw new UsageError(`Bad --otlp-endpoint '${otlpEndpoint}': expected an http:// or https:// URL`)
+  // Log lines written inside a call's span carry its trace and span ids (when tracing is on).
+  const log = pino({ level: str(o, 'log-level')!, mixin: traceLogFields })
   const node = await startMeshNode(
     {
       dataDir: resolve(str(o, 'data')!),
@@ -86,6 +93,7 @@ export async function runStart(argv: string[], io: CliIo): Promise<void> {
       ...(chaos ? { chaos: true } : {}),
       ...(clusterKeyFile ? { clusterKeyFile } : {}),
       ...(adminTokenFile !== undefined ? { adminTokenFile } : {}),
+      ...(otlpEndpoint !== undefined ? { otlpEndpoint } : {}),
       ...(replicaDeadTimeoutMs !== undefined ? { replicaDeadTimeoutMs } : {}),
       ...(snapshotEveryEntries !== undefined ? { snapshotEveryEntries } : {}),
     },
