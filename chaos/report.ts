@@ -29,6 +29,19 @@ export interface NodeEvent {
   time: number
 }
 
+/** One subscriber socket's life, for the timeline's subscriber lanes. */
+export interface WsSession {
+  sub: number
+  node: number
+  after?: string
+  from: number
+  ready?: number
+  to: number
+  events: number
+  gone: boolean
+  close?: string
+}
+
 /** One check's verdict. */
 export interface Check {
   name: string
@@ -70,7 +83,7 @@ export interface Report {
   list: ListKeyResult[]
   counter: CounterKeyResult[]
   /** The WebSocket subscribers' check, and who received the closing post (absent without subscribers). */
-  ws?: WsOrderResult & WsFinish
+  ws?: WsOrderResult & WsFinish & { sessions: WsSession[] }
   leaders: {
     termViolations: TermViolation[]
     termsSeen: Record<string, number>
@@ -129,7 +142,11 @@ export function buildReport(input: ReportInput): Report {
   const list = checkListAppend(of('list'))
   const counter = checkCounter(of('counter'))
   const ws = input.ws
-    ? { ...checkWsOrder(input.ws.records, wsPosts(of('ws'))), ...input.ws.finish }
+    ? {
+        ...checkWsOrder(input.ws.records, wsPosts(of('ws'))),
+        ...input.ws.finish,
+        sessions: wsSessions(input.ws.records),
+      }
     : undefined
   const termViolations = input.monitor.termViolations()
   const violating = new Set<number>()
@@ -293,4 +310,30 @@ function wsCheck(ws: WsOrderResult & WsFinish): Check {
               '; ',
             )}${ws.violations.length > 10 ? `; ... (${ws.violations.length} in all)` : ''}; ${ending}`,
   }
+}
+
+/** Each subscriber's sockets, from connect to close (a socket still open at the end ends at its last record). */
+function wsSessions(records: WsRecord[]): WsSession[] {
+  const out: WsSession[] = []
+  const open = new Map<number, WsSession>()
+  for (const r of records) {
+    if (r.kind === 'connect') {
+      const s: WsSession = { sub: r.sub, node: r.node, from: r.time, to: r.time, events: 0, gone: false }
+      if (r.after !== undefined) s.after = r.after
+      open.set(r.sub, s)
+      out.push(s)
+      continue
+    }
+    const s = open.get(r.sub)
+    if (!s) continue
+    s.to = r.time
+    if (r.kind === 'ready') s.ready = r.time
+    else if (r.kind === 'event') s.events++
+    else if (r.kind === 'gone') s.gone = true
+    else if (r.kind === 'close') {
+      s.close = `${r.code}${r.reason ? ` ${r.reason}` : ''}`
+      open.delete(r.sub)
+    }
+  }
+  return out
 }

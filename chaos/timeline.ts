@@ -42,7 +42,10 @@ export function renderTimeline(report: Report, events: HistoryEvent[], spans: Le
   const top = 40
   const leaderTop = top
   const clientTop = leaderTop + groups.length * LANE + 30
-  const height = clientTop + processes.length * LANE + 40
+  const sessions = report.ws?.sessions ?? []
+  const subs = [...new Set(sessions.map((s) => s.sub))].sort((a, b) => a - b)
+  const subTop = clientTop + processes.length * LANE + (subs.length > 0 ? 10 : 0)
+  const height = subTop + subs.length * LANE + 40
   const parts: string[] = []
 
   for (const w of report.faults) {
@@ -92,6 +95,7 @@ export function renderTimeline(report: Report, events: HistoryEvent[], spans: Le
       `<rect x="${x(op.call)}" y="${y + 2}" width="${Math.max(1.5, x(to) - x(op.call))}" height="${LANE - 5}" fill="${fill}" opacity="${opacity}"${broken ? ' stroke="#000" stroke-width="1"' : ''}><title>${esc(title)}</title></rect>`,
     )
   }
+  parts.push(...subscriberLanes(report, sessions, subs, subTop, x))
   for (let t = 0; t <= end; t += tickStep(end)) {
     parts.push(
       `<line x1="${x(t)}" x2="${x(t)}" y1="${height - 34}" y2="${height - 30}" stroke="#000"/>`,
@@ -124,6 +128,40 @@ ${parts.join('\n')}
 </svg>
 </body></html>
 `
+}
+
+/**
+ * One lane per WebSocket subscriber: each socket a bar from connect to close in its node's colour
+ * (pale until ready), a black mark where it was told EVENTS_GONE; a subscriber a check names is red.
+ */
+function subscriberLanes(
+  report: Report,
+  sessions: NonNullable<Report['ws']>['sessions'],
+  subs: number[],
+  top: number,
+  x: (t: number) => number,
+): string[] {
+  const parts: string[] = []
+  const bad = new Set((report.ws?.violations ?? []).map((v) => v.sub))
+  const lane = new Map(subs.map((s, i) => [s, i]))
+  subs.forEach((s, i) => {
+    const colour = bad.has(s) ? ' fill="#d62728" font-weight="bold"' : ''
+    parts.push(
+      `<text x="${LEFT - 6}" y="${top + i * LANE + 10}" font-size="11" text-anchor="end"${colour}>ws subscriber ${s}</text>`,
+    )
+  })
+  for (const s of sessions) {
+    const y = top + lane.get(s.sub)! * LANE
+    const fill = PALETTE[s.node % PALETTE.length]
+    const title = `subscriber ${s.sub} on n${s.node}${s.after ? ` after ${s.after}` : ' (fresh)'}: ${s.ready === undefined ? 'never ready' : `ready at ${Math.round(s.ready)} ms`}, ${s.events} events, ${s.gone ? 'EVENTS_GONE, ' : ''}closed ${s.close ?? '(open at the end)'} [${Math.round(s.from)}–${Math.round(s.to)} ms]`
+    const ready = s.ready ?? s.to
+    parts.push(
+      `<rect x="${x(s.from)}" y="${y + 2}" width="${Math.max(1, x(ready) - x(s.from))}" height="${LANE - 5}" fill="${fill}" opacity="0.3"><title>${esc(title)}</title></rect>`,
+      `<rect x="${x(ready)}" y="${y + 2}" width="${Math.max(1, x(s.to) - x(ready))}" height="${LANE - 5}" fill="${fill}" opacity="0.8"><title>${esc(title)}</title></rect>`,
+    )
+    if (s.gone) parts.push(`<rect x="${x(s.to) - 1}" y="${y}" width="2" height="${LANE}" fill="#000"/>`)
+  }
+  return parts
 }
 
 function tickStep(end: number): number {

@@ -4,6 +4,7 @@
  * histories with one fault each that must fail with that fault named.
  */
 import { describe, expect, it } from 'vitest'
+import type { HistoryEvent } from '../../chaos/check/index.js'
 import {
   checkWsOrder,
   comparePositions,
@@ -11,6 +12,11 @@ import {
   type WsRecord,
   type WsViolation,
 } from '../../chaos/check/ws-order.js'
+import type { ChaosCluster } from '../../chaos/cluster.js'
+import { StatusMonitor } from '../../chaos/monitor.js'
+import { scenarios } from '../../chaos/nemesis.js'
+import { buildReport } from '../../chaos/report.js'
+import { renderTimeline } from '../../chaos/timeline.js'
 
 const payload = (text: string) => JSON.stringify({ type: 'post', from: 'p', text })
 const ready = (sub: number, pos: string, time: number, after?: string): WsRecord => ({
@@ -210,5 +216,65 @@ describe('WebSocket subscribers fail', () => {
   it('when a resumed socket is ready at another position than its after, or an event comes before ready', () => {
     const records = [ready(0, '5', 1), ev(0, '6.0', 'a', 21), ready(0, '7', 30, '6.0'), ev(1, '6.0', 'a', 22)]
     expect(kinds(checkWsOrder(records, posts.slice(0, 1)).violations)).toEqual(['resume', 'protocol'])
+  })
+})
+
+describe('the report and the timeline', () => {
+  const cluster = { nodes: [], byPeer: () => undefined, up: () => [] } as unknown as ChaosCluster
+  const h = (process: number, type: HistoryEvent['type'], value: unknown, time: number) =>
+    ({ process, type, f: 'post', key: 'ws/room', value, time }) as HistoryEvent
+
+  it("fail 'websocket order' on a lost post, mark it, and draw a lane per subscriber with its sockets", () => {
+    const events = [
+      h(300, 'invoke', 'a', 10),
+      h(300, 'ok', '1', 20),
+      h(300, 'invoke', 'b', 30),
+      h(300, 'ok', '2', 40),
+      h(300, 'invoke', 'c', 50),
+      h(300, 'ok', '3', 60),
+    ]
+    const records: WsRecord[] = [
+      { sub: 0, kind: 'connect', node: 1, time: 0 },
+      ready(0, '5', 1),
+      ev(0, '6.0', 'a', 21),
+      { sub: 0, kind: 'close', node: 1, code: 1006, reason: 'silent', time: 30 },
+      { sub: 0, kind: 'connect', node: 2, after: '6.0', time: 31 },
+      ready(0, '6.0', 32, '6.0'),
+      ev(0, '8.0', 'c', 61),
+      { sub: 1, kind: 'connect', node: 0, time: 0 },
+      ready(1, '5', 2),
+      ev(1, '6.0', 'a', 22),
+      gone(1, 25),
+    ]
+    const report = buildReport({
+      scenario: scenarios.halves!,
+      seed: 5,
+      nodes: 3,
+      seconds: 10,
+      events,
+      windows: [],
+      nodeEvents: [],
+      monitor: new StatusMonitor(cluster, () => 0, 250),
+      recovery: { ok: true, ms: 12, boundMs: 30_000, groups: {} },
+      finals: { ok: 0, missing: [] },
+      convergence: { ok: true, ms: 40, behind: [] },
+      stats: { attempts: 3, retries: 0, errors: {} },
+      cluster,
+      ws: { records, finish: { finalPost: 'c', caughtUp: [0], behind: [1] } },
+    })
+    const check = report.checks.find((c) => c.name === 'websocket order')!
+    expect(check.passed).toBe(false)
+    expect(check.detail).toMatch(/lost: post 'b'/)
+    expect(check.detail).toMatch(/subscribers 1 never received the closing post/)
+    expect(report.violatingOps).toContain(1)
+    expect(report.ws!.sessions.map((x) => [x.sub, x.node, x.events, x.gone, x.close])).toEqual([
+      [0, 1, 1, false, '1006 silent'],
+      [0, 2, 1, false, undefined],
+      [1, 0, 1, true, undefined],
+    ])
+    const html = renderTimeline(report, events, [])
+    expect(html.match(/>ws subscriber \d</g)).toHaveLength(2)
+    expect(html).toContain('subscriber 0 on n2 after 6.0: ready at 32 ms, 1 events')
+    expect(html).toContain('#1 post ws/room')
   })
 })
