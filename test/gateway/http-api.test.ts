@@ -192,7 +192,18 @@ describe('HTTP API', () => {
         ((await http(a, 'GET', '/v1/status')).json().system as { voters: string[] }).voters.length === 3,
       () => 'three _system voters',
     )
+    // A node answers from its own catalog, which may apply the create a beat after the leader's.
+    const everywhere = (present: boolean) =>
+      Promise.all(
+        nodes.map((n) =>
+          waitFor(
+            async () => (await http(n, 'GET', '/v1/ns/gone')).status === (present ? 200 : 404),
+            () => `gone to be ${present ? 'listed' : 'gone'} on ${n.url}`,
+          ),
+        ),
+      )
     expect((await untilNot503('create', gone)).status).toBe(201)
+    await everywhere(true)
     const wasm = await exampleModule('counter')
     expect((await untilNot503('deploy', () => http(b, 'PUT', '/v1/ns/gone/module', wasm))).status).toBe(200)
     const inc = await untilNot503('increment', () => http(c, 'POST', '/v1/ns/gone/actors/x/increment', '41'))
@@ -227,6 +238,7 @@ describe('HTTP API', () => {
 
     // Created again: empty, no module until one is deployed, every node still up and ready.
     expect((await untilNot503('create again', gone)).status).toBe(201)
+    await everywhere(true)
     const undeployed = await untilNot503('call before deploy', () =>
       http(c, 'POST', '/v1/ns/gone/actors/x/get'),
     )

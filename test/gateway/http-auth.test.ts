@@ -173,7 +173,13 @@ describe('HTTP access with bearer tokens', () => {
       expect((await until(`create ${name}`, () => req(a, 'POST', '/v1/ns', ADMIN, body))).status).toBe(201)
     }
     const wasm = await exampleModule('counter')
-    expect((await until('deploy', () => req(a, 'PUT', '/v1/ns/alpha/module', ADMIN, wasm))).status).toBe(200)
+    // 404 while a's catalog has not applied the create yet (a may not lead _system).
+    const deployed = await until(
+      'deploy',
+      () => req(a, 'PUT', '/v1/ns/alpha/module', ADMIN, wasm),
+      [503, 404],
+    )
+    expect(deployed.status).toBe(200)
     const made = await req(a, 'POST', '/v1/tokens', ADMIN, JSON.stringify({ namespace: 'alpha' }))
     expect(made.status).toBe(201)
     const { id, token } = (await made.json()) as { id: string; token: string }
