@@ -7,6 +7,7 @@ import type { Logger } from 'pino'
 import type { Capability } from '../actors/index.js'
 import type { MultiRaft } from '../consensus/index.js'
 import { type ActorHost, type CallReply, type CallRequest, checkCallRequest } from './actor-host.js'
+import { type CatalogNamespace, SYSTEM_GROUP } from './catalog.js'
 import { NamespaceNotFoundError, NoLeaderError } from './errors.js'
 import type { Membership } from './membership.js'
 import type { Rpc } from './rpc.js'
@@ -15,6 +16,8 @@ import { inCallSpan } from './tracing.js'
 
 /** How long a client should wait before retrying when no leader is known. */
 export const NO_LEADER_RETRY_MS = 250
+/** How long a lookup of a namespace this node does not know waits to bring its catalog up to date. */
+const CATALOG_SYNC_TIMEOUT_MS = 3_000
 
 export interface RouterOptions {
   /** Milliseconds a forwarded call may take before it fails with an unknown outcome. */
@@ -91,8 +94,7 @@ export class CallRouter {
 
   private async route(req: CallRequest): Promise<CallReply> {
     checkCallRequest(req)
-    const ns = this.system.catalog.namespaces.get(req.namespace)
-    if (!ns) throw new NamespaceNotFoundError(req.namespace)
+    const ns = await this.namespace(req.namespace)
     if (req.consistency === 'stale') {
       const target = this.nearest([...ns.voters, ...ns.learners])
       if (target) {
@@ -112,8 +114,7 @@ export class CallRouter {
 
   /** Deploys a module through the namespace's leader. */
   async deploy(req: DeployRequest): Promise<{ namespace: string; version: number; hash: string }> {
-    const ns = this.system.catalog.namespaces.get(req.namespace)
-    if (!ns) throw new NamespaceNotFoundError(req.namespace)
+    const ns = await this.namespace(req.namespace)
     const deployed = await this.toLeader(req.namespace, ns.voters, (target) =>
       target === this.self
         ? this.actors.deploy(
@@ -156,6 +157,27 @@ export class CallRouter {
     return this.rpc.request(target, 'actor.call', req, {
       timeoutMs: this.forwardTimeoutMs,
     }) as Promise<CallReply>
+  }
+
+  /**
+   * The catalog's record of `name`. This node's copy of the catalog may be behind (a namespace
+   * created a moment ago through another node): before answering "not found", a ReadIndex on
+   * `_system` brings it up to date. When that cannot be confirmed (no `_system` leader reachable),
+   * the answer is a retryable "no leader", not a 404 that may be false.
+   */
+  private async namespace(name: string): Promise<CatalogNamespace> {
+    const known = this.system.catalog.namespaces.get(name)
+    if (known) return known
+    if (!this.driver.groups().includes(SYSTEM_GROUP))
+      throw new NoLeaderError(SYSTEM_GROUP, NO_LEADER_RETRY_MS)
+    try {
+      await this.driver.readIndex(SYSTEM_GROUP, { signal: AbortSignal.timeout(CATALOG_SYNC_TIMEOUT_MS) })
+    } catch {
+      throw new NoLeaderError(SYSTEM_GROUP, NO_LEADER_RETRY_MS)
+    }
+    const ns = this.system.catalog.namespaces.get(name)
+    if (!ns) throw new NamespaceNotFoundError(name)
+    return ns
   }
 
   /** Runs `op` on the known leader; a "not leader, try X" answer is followed once. */
