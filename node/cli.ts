@@ -1,36 +1,71 @@
 /**
  * `actormesh`: the command-line entry point. It only dispatches: each command lives in its own
- * file under node/cli/ (the demo cluster in node/demo.ts). Every command reads its options from
+ * file under node/cli/ (the demo cluster in node/demo.ts) and is loaded only when it runs, so
+ * `actormesh call` does not load libp2p or the compiler. Every command reads its options from
  * flags > `ACTORMESH_*` environment > config file > defaults (node/cli/options.ts). Exit codes:
  * 0 ok, 1 runtime failure, 2 bad usage, 3 refused by the node (a 4xx answer). docs/cli.md has
  * the reference.
  */
-
-import { restoreCommand, snapshotCommand } from './cli/backup.js'
-import { buildCommand } from './cli/build.js'
-import { callCommand } from './cli/call.js'
 import type { CliIo, Command } from './cli/command.js'
-import { deployCommand } from './cli/deploy.js'
 import { EXIT_USAGE, exitCodeOf } from './cli/errors.js'
-import { keygenCommand } from './cli/keygen.js'
-import { nsCommand } from './cli/ns.js'
-import { replayCommand } from './cli/replay.js'
-import { startCommand } from './cli/start.js'
-import { statusCommand } from './cli/status.js'
-import { demoCommand } from './demo.js'
 
-const commands: Command[] = [
-  startCommand,
-  demoCommand,
-  statusCommand,
-  nsCommand,
-  deployCommand,
-  callCommand,
-  buildCommand,
-  snapshotCommand,
-  restoreCommand,
-  replayCommand,
-  keygenCommand,
+/** Every command: its one-line summary and how to load it. */
+const commands: Array<{ name: string; summary: string; load: () => Promise<Command> }> = [
+  {
+    name: 'start',
+    summary: 'Run a mesh node (SIGTERM/SIGINT stops it gracefully).',
+    load: async () => (await import('./cli/start.js')).startCommand,
+  },
+  {
+    name: 'demo',
+    summary: 'Run a local 3-node cluster with the chat and counter examples.',
+    load: async () => (await import('./demo.js')).demoCommand,
+  },
+  {
+    name: 'status',
+    summary: "Print a node's view: members, namespaces, leaders and replica health.",
+    load: async () => (await import('./cli/status.js')).statusCommand,
+  },
+  {
+    name: 'ns',
+    summary: 'Create, list or delete namespaces.',
+    load: async () => (await import('./cli/ns.js')).nsCommand,
+  },
+  {
+    name: 'deploy',
+    summary: 'Deploy a .wasm module to a namespace (optionally signed).',
+    load: async () => (await import('./cli/deploy.js')).deployCommand,
+  },
+  {
+    name: 'call',
+    summary: 'Call an actor method and print the reply.',
+    load: async () => (await import('./cli/call.js')).callCommand,
+  },
+  {
+    name: 'build',
+    summary: 'Compile an AssemblyScript actor to .wasm.',
+    load: async () => (await import('./cli/build.js')).buildCommand,
+  },
+  {
+    name: 'snapshot',
+    summary: 'Write (or verify) a consistent, verifiable archive of a running cluster.',
+    load: async () => (await import('./cli/backup.js')).snapshotCommand,
+  },
+  {
+    name: 'restore',
+    summary: 'Start a new cluster from an archive, or roll one namespace of a running cluster back.',
+    load: async () => (await import('./cli/backup.js')).restoreCommand,
+  },
+  {
+    name: 'replay',
+    summary: 'Re-run recorded actor calls against a module and show the differences.',
+    load: async () => (await import('./cli/replay.js')).replayCommand,
+  },
+  {
+    name: 'keygen',
+    summary: 'Make a module-signing key, or a cluster key (--cluster-key).',
+    load: async () => (await import('./cli/keygen.js')).keygenCommand,
+  },
 ]
 
 const USAGE = `Usage: actormesh <command> [flags]       (actormesh <command> --help for its flags)
@@ -49,14 +84,15 @@ async function main(argv: string[]): Promise<void> {
   const [name, ...rest] = argv
   if (name === undefined || name === 'help' || name === '--help' || name === '-h') {
     const topic = commands.find((c) => c.name === rest[0])
-    io.out.write(topic ? topic.help : USAGE)
+    io.out.write(topic ? (await topic.load()).help : USAGE)
     return
   }
-  const command = commands.find((c) => c.name === name)
-  if (!command) {
+  const entry = commands.find((c) => c.name === name)
+  if (!entry) {
     io.err.write(`actormesh: Unknown command '${name}'\n\n${USAGE}`)
     process.exit(EXIT_USAGE)
   }
+  const command = await entry.load()
   try {
     await command.run(rest, io)
   } catch (e) {

@@ -70,7 +70,6 @@ interface DemoNode {
 /** `actormesh demo`. */
 export const demoCommand: Command = {
   name: 'demo',
-  summary: 'Run a local 3-node cluster with the chat and counter examples.',
   help,
   async run(argv: string[], io: CliIo): Promise<void> {
     const o = resolveOptions(argv, options, { env: io.env })

@@ -59,7 +59,6 @@ const backupIo = (io: CliIo) => ({ out: io.out, err: io.err, usage: (m: string) 
 /** `actormesh snapshot`. */
 export const snapshotCommand: Command = {
   name: 'snapshot',
-  summary: 'Write (or verify) a consistent, verifiable archive of a running cluster.',
   help: snapshotHelp,
   async run(argv, io) {
     if (wantsHelp(argv)) return void io.out.write(snapshotHelp)
@@ -74,7 +73,6 @@ export const snapshotCommand: Command = {
 /** `actormesh restore`. */
 export const restoreCommand: Command = {
   name: 'restore',
-  summary: 'Start a new cluster from an archive, or roll one namespace of a running cluster back.',
   help: restoreHelp,
   async run(argv, io) {
     if (wantsHelp(argv)) return void io.out.write(restoreHelp)

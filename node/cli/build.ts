@@ -30,7 +30,6 @@ const options: Record<string, OptionSpec> = {
 /** `actormesh build`. */
 export const buildCommand: Command = {
   name: 'build',
-  summary: 'Compile an AssemblyScript actor to .wasm.',
   help,
   async run(argv: string[], io: CliIo): Promise<void> {
     const o = resolveOptions(argv, options, { env: io.env }, { positionals: true })

@@ -45,7 +45,6 @@ const options: Record<string, OptionSpec> = {
 /** `actormesh call`. */
 export const callCommand: Command = {
   name: 'call',
-  summary: 'Call an actor method and print the reply.',
   help,
   async run(argv: string[], io: CliIo): Promise<void> {
     const o = resolveOptions(argv, options, { env: io.env }, { positionals: true })

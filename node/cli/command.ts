@@ -1,6 +1,6 @@
 /**
- * The shape of one CLI command: a name, a one-line summary for the command list, its help text
- * and `run`. Each command lives in its own file under node/cli/; node/cli.ts only dispatches.
+ * The shape of one CLI command: a name, its help text and `run`. Each command lives in its own
+ * file under node/cli/; node/cli.ts lists them with a one-line summary and loads only the one run.
  */
 
 /** Where a command writes and what it reads besides its arguments. */
@@ -13,8 +13,6 @@ export interface CliIo {
 /** One `actormesh <name>` command. */
 export interface Command {
   name: string
-  /** One line for `actormesh --help`. */
-  summary: string
   /** Printed for `actormesh <name> --help` and after a usage error. */
   help: string
   run(argv: string[], io: CliIo): Promise<void>

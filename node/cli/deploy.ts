@@ -41,7 +41,6 @@ const options: Record<string, OptionSpec> = {
 /** `actormesh deploy`. */
 export const deployCommand: Command = {
   name: 'deploy',
-  summary: 'Deploy a .wasm module to a namespace (optionally signed).',
   help,
   async run(argv: string[], io: CliIo): Promise<void> {
     const o = resolveOptions(argv, options, { env: io.env }, { positionals: true })

@@ -163,8 +163,9 @@ async function send(
 /** Why a fetch failed, in a word: the socket error's code, or a timeout. */
 function reachFailure(e: unknown): string {
   if ((e as Error).name === 'TimeoutError') return `no answer within ${REQUEST_TIMEOUT_MS} ms`
-  const cause = (e as { cause?: { code?: unknown; errors?: Array<{ code?: unknown }> } }).cause
-  const code = cause?.code ?? cause?.errors?.[0]?.code
+  const cause = (e as { cause?: { code?: unknown; message?: unknown; errors?: Array<{ code?: unknown }> } })
+    .cause
+  const code = cause?.code ?? cause?.errors?.[0]?.code ?? cause?.message // e.g. 'bad port' for port 9
   return typeof code === 'string' ? code : String((e as Error).message)
 }
 

@@ -36,7 +36,6 @@ const options: Record<string, OptionSpec> = {
 /** `actormesh keygen`. */
 export const keygenCommand: Command = {
   name: 'keygen',
-  summary: 'Make a module-signing key, or a cluster key (--cluster-key).',
   help,
   async run(argv: string[], io: CliIo): Promise<void> {
     const o = resolveOptions(argv, options, { env: io.env }, { positionals: true })

@@ -42,7 +42,6 @@ interface NamespaceRow {
 /** `actormesh ns`. */
 export const nsCommand: Command = {
   name: 'ns',
-  summary: 'Create, list or delete namespaces.',
   help,
   async run(argv: string[], io: CliIo): Promise<void> {
     const o = resolveOptions(argv, options, { env: io.env }, { positionals: true })

@@ -36,7 +36,6 @@ const options: Record<string, OptionSpec> = {
 /** `actormesh replay`. */
 export const replayCommand: Command = {
   name: 'replay',
-  summary: 'Re-run recorded actor calls against a module and show the differences.',
   help,
   async run(argv: string[], io: CliIo): Promise<void> {
     const o = resolveOptions(argv, options, { env: io.env }, { positionals: true })

@@ -50,7 +50,6 @@ ${COMMON_FLAGS_HELP}
 /** `actormesh start`. */
 export const startCommand: Command = {
   name: 'start',
-  summary: 'Run a mesh node (SIGTERM/SIGINT stops it gracefully).',
   help,
   run: runStart,
 }

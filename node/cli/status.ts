@@ -31,7 +31,6 @@ ${COMMON_FLAGS_HELP}
 /** `actormesh status`. */
 export const statusCommand: Command = {
   name: 'status',
-  summary: "Print a node's view: members, namespaces, leaders and replica health.",
   help,
   async run(argv: string[], io: CliIo): Promise<void> {
     const o = resolveOptions(argv, options, { env: io.env })
