@@ -24,5 +24,5 @@ export {
   type DeployOptions,
   type DueAlarm,
 } from './runtime.js'
-export { type PublicKeyInput, signModule } from './signing.js'
+export { type PublicKeyInput, signModule, toPublicKey } from './signing.js'
 export { moduleHash } from './wasm/instrument.js'

@@ -4,7 +4,7 @@
  * only after that entry is committed and applied (the output gate) — and serves read-only calls
  * with ReadIndex, or from local applied state when the caller accepts stale reads.
  */
-import { randomBytes } from 'node:crypto'
+import { type KeyObject, randomBytes } from 'node:crypto'
 import { Packr } from 'msgpackr'
 import type { Logger } from 'pino'
 import {
@@ -61,6 +61,8 @@ export interface ActorHostOptions {
   evictIntervalMs?: number
   /** Bytes of one module. */
   moduleBytesMax?: number
+  /** Ed25519 public keys a deployed module must be signed by (one of them); none: unsigned is fine. */
+  deployKeys?: readonly KeyObject[]
   limits?: Partial<ActorLimits>
 }
 
@@ -132,6 +134,7 @@ export class ActorHost {
   private readonly idempotencyKeysMax: number
   private readonly idempotencyBytesMax: number
   private readonly moduleBytesMax: number
+  private readonly deployKeys: readonly KeyObject[]
   private readonly timers: NodeJS.Timeout[] = []
   private readonly options: ActorHostOptions
 
@@ -147,6 +150,7 @@ export class ActorHost {
     this.idempotencyKeysMax = options.idempotencyKeysMax ?? 256
     this.idempotencyBytesMax = options.idempotencyBytesMax ?? 256 << 10
     this.moduleBytesMax = options.moduleBytesMax ?? 8 << 20
+    this.deployKeys = options.deployKeys ?? []
     this.runtime = createActorRuntime({
       stateOf: (ns) => this.storeOf(ns),
       ...(options.limits ? { limits: options.limits } : {}),
@@ -260,7 +264,7 @@ export class ActorHost {
   async deploy(
     namespace: string,
     bytes: Uint8Array,
-    options: { capabilities?: Capability[] } = {},
+    options: { capabilities?: Capability[]; signature?: Uint8Array } = {},
   ): Promise<{ namespace: string; version: number; hash: string }> {
     if (!(bytes instanceof Uint8Array) || bytes.length === 0) throw new TypeError('Bad module: no bytes')
     if (bytes.length > this.moduleBytesMax) {
@@ -274,8 +278,11 @@ export class ActorHost {
     const term = this.leaderTerm(namespace)
     await this.becomeLeader(namespace, term)
     // Validate and compile under a scratch name: the namespace switches only after commit.
+    // With deploy keys configured, only a module signed by one of them is accepted.
     const info = await this.runtime.deploy(VALIDATE_NAMESPACE, bytes, {
       ...(options.capabilities ? { capabilities: options.capabilities } : {}),
+      ...(this.deployKeys.length > 0 ? { publicKeys: this.deployKeys } : {}),
+      ...(options.signature ? { signature: options.signature } : {}),
     })
     const s = this.ns(namespace)
     if (s.module.hash === info.hash) return { namespace, version: s.module.version, hash: info.hash }
@@ -289,7 +296,10 @@ export class ActorHost {
         version,
         hash: info.hash,
         bytes,
-        metadata: JSON.stringify(options.capabilities ? { capabilities: options.capabilities } : {}),
+        metadata: JSON.stringify({
+          ...(options.capabilities ? { capabilities: options.capabilities } : {}),
+          ...(options.signature ? { signature: Buffer.from(options.signature).toString('base64') } : {}),
+        }),
       },
     }
     await this.propose(namespace, machine, entry)

@@ -236,6 +236,11 @@ function getNamespace(c: Ctx, [name]: string[]): void {
 
 async function deploy(c: Ctx, [namespace]: string[]): Promise<void> {
   const caps = c.url.searchParams.get('capabilities')
+  const sig = header(c.req, 'x-actormesh-signature')
+  if (sig !== undefined && !/^[A-Za-z0-9+/]+={0,2}$/.test(sig.trim()))
+    throw new TypeError(
+      'Bad x-actormesh-signature: expected base64 (an Ed25519 signature, actormesh deploy --sign)',
+    )
   const bytes = await readBody(c.req, c.deps.moduleBytesMax)
   c.send(
     200,
@@ -243,6 +248,7 @@ async function deploy(c: Ctx, [namespace]: string[]): Promise<void> {
       namespace: namespace!,
       bytes,
       ...(caps !== null ? { capabilities: caps.split(',').filter(Boolean) as Capability[] } : {}),
+      ...(sig !== undefined ? { signature: new Uint8Array(Buffer.from(sig.trim(), 'base64')) } : {}),
     }),
   )
 }

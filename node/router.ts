@@ -28,10 +28,20 @@ export interface DeployRequest {
   namespace: string
   bytes: Uint8Array
   capabilities?: Capability[]
+  /** Ed25519 signature of the module (actors/signing.ts); required when the leader has deploy keys. */
+  signature?: Uint8Array
 }
 
 /** How a call that entered this node ended (for metrics). */
 export type CallOutcome = { fuelUsed?: number } | { code: string }
+
+/** A deploy request's options for `ActorHost.deploy`. */
+function deployOptions(d: DeployRequest): { capabilities?: Capability[]; signature?: Uint8Array } {
+  return {
+    ...(d.capabilities ? { capabilities: d.capabilities } : {}),
+    ...(d.signature ? { signature: d.signature } : {}),
+  }
+}
 
 export class CallRouter {
   private readonly forwardTimeoutMs: number
@@ -53,7 +63,7 @@ export class CallRouter {
     rpc.handle('actor.call', async (_from, payload) => this.execute(payload as CallRequest))
     rpc.handle('actor.deploy', async (_from, payload) => {
       const d = payload as DeployRequest
-      return this.actors.deploy(d.namespace, d.bytes, d.capabilities ? { capabilities: d.capabilities } : {})
+      return this.actors.deploy(d.namespace, d.bytes, deployOptions(d))
     })
   }
 
@@ -117,11 +127,7 @@ export class CallRouter {
     const ns = await this.namespace(req.namespace)
     const deployed = await this.toLeader(req.namespace, ns.voters, (target) =>
       target === this.self
-        ? this.actors.deploy(
-            req.namespace,
-            req.bytes,
-            req.capabilities ? { capabilities: req.capabilities } : {},
-          )
+        ? this.actors.deploy(req.namespace, req.bytes, deployOptions(req))
         : (this.rpc.request(target, 'actor.deploy', req, { timeoutMs: this.forwardTimeoutMs }) as Promise<{
             namespace: string
             version: number

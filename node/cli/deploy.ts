@@ -4,9 +4,8 @@
  *
  * `--sign` signs the module as actors/signing.ts defines (Ed25519 over the SHA-256 of the bytes,
  * with a key from `actormesh keygen`) and sends the signature base64-encoded in the
- * `x-actormesh-signature` header. Today's nodes do not check it: the runtime can verify
- * signatures (`DeployOptions.publicKeys`), but no node setting lists accepted keys and the deploy
- * route passes none, so the command says so on stderr.
+ * `x-actormesh-signature` header. A node started with `--deploy-key` accepts only modules signed
+ * by one of its keys; without, the signature is recorded with the module.
  */
 import { createHash, createPrivateKey, createPublicKey, type KeyObject, verify } from 'node:crypto'
 import { readFile } from 'node:fs/promises'
@@ -68,12 +67,7 @@ export const deployCommand: Command = {
     io.out.write(
       `Deployed ${file} to '${name}': version ${deployed.version ?? '?'}, sha256 ${deployed.hash ?? sha256(bytes)}\n`,
     )
-    if (signature) {
-      io.out.write(`Signed with Ed25519 public key ${signature.publicKey}\n`)
-      io.err.write(
-        'note: nodes do not verify module signatures yet (no setting lists accepted keys); the signature was sent for the record\n',
-      )
-    }
+    if (signature) io.out.write(`Signed with Ed25519 public key ${signature.publicKey}\n`)
   },
 }
 

@@ -2,8 +2,11 @@
  * `actormesh start`: runs a mesh node until SIGTERM/SIGINT, then stops it gracefully (leaderships
  * handed over, last turn persisted, closed, exit 0); a second signal exits at once (1).
  */
+import type { KeyObject } from 'node:crypto'
+import { readFile } from 'node:fs/promises'
 import { resolve } from 'node:path'
 import pino from 'pino'
+import { toPublicKey } from '../../actors/index.js'
 import { readAdminTokenFile } from '../auth.js'
 import { chaosAddressProblem } from '../chaos.js'
 import { ADMIN_TOKEN_REQUIRED, type MeshNode, startMeshNode } from '../mesh-node.js'
@@ -26,6 +29,7 @@ const options: Record<string, OptionSpec> = {
   chaos: { type: 'boolean', env: null },
   'admin-token-file': { type: 'string' },
   'otlp-endpoint': { type: 'string' },
+  'deploy-key': { type: 'string', multiple: true, env: 'DEPLOY_KEYS' },
 }
 
 const help = `Usage: actormesh start [flags]
@@ -43,6 +47,7 @@ Flags (environment variable in brackets; flags > environment > config file > def
   --snapshot-every-entries N    compact a group's log after N applied entries [ACTORMESH_SNAPSHOT_EVERY_ENTRIES] (10000)
   --chaos               accept network faults over HTTP (PUT /v1/chaos/faults; docs/chaos.md); loopback addresses only
   --admin-token-file FILE  admin bearer token; auth on from startup (docs/gateway.md); required unless every address is loopback [ACTORMESH_ADMIN_TOKEN_FILE]
+  --deploy-key FILE     accept only modules signed by this Ed25519 public key (the .pub of actormesh keygen); repeat for more [ACTORMESH_DEPLOY_KEYS, comma-separated]
   --otlp-endpoint URL   export call spans over OTLP/HTTP, e.g. http://127.0.0.1:4318 (no tracing SDK is loaded without it) [ACTORMESH_OTLP_ENDPOINT]
 ${COMMON_FLAGS_HELP}
 `
@@ -77,6 +82,7 @@ export async function runStart(argv: string[], io: CliIo): Promise<void> {
     await readAdminTokenFile(adminTokenFile).catch((e: unknown) => {
       throw new UsageError((e as Error).message)
     })
+  const deployKeys = await Promise.all(strs(o, 'deploy-key').map(readDeployKey))
   const clusterKeyFile = str(o, 'cluster-key')
   const otlpEndpoint = str(o, 'otlp-endpoint')
   if (otlpEndpoint !== undefined && !/^https?:\/\/[^/]/.test(otlpEndpoint))
@@ -93,6 +99,7 @@ export async function runStart(argv: string[], io: CliIo): Promise<void> {
       ...(clusterKeyFile ? { clusterKeyFile } : {}),
       ...(adminTokenFile !== undefined ? { adminTokenFile } : {}),
       ...(otlpEndpoint !== undefined ? { otlpEndpoint } : {}),
+      ...(deployKeys.length > 0 ? { actors: { deployKeys } } : {}),
       ...(replicaDeadTimeoutMs !== undefined ? { replicaDeadTimeoutMs } : {}),
       ...(snapshotEveryEntries !== undefined ? { snapshotEveryEntries } : {}),
     },
@@ -100,6 +107,15 @@ export async function runStart(argv: string[], io: CliIo): Promise<void> {
   )
   io.out.write(nextSteps(node))
   await untilSignal(node, log)
+}
+
+/** An Ed25519 public key file (PEM); a missing or wrong file is bad usage. */
+async function readDeployKey(file: string): Promise<KeyObject> {
+  try {
+    return toPublicKey(await readFile(file, 'utf8'))
+  } catch (e) {
+    throw new UsageError(`Bad --deploy-key '${file}': ${(e as Error).message}`)
+  }
 }
 
 /** What `start` prints once the node is up: where it is and what to do next. */

@@ -202,7 +202,6 @@ describe('what goes over the wire', () => {
       })
       expect(out.code).toBe(0)
       expect(out.stdout).toContain(`Signed with Ed25519 public key ${raw}`)
-      expect(out.stderr).toContain('nodes do not verify module signatures yet')
       const { req, body } = fake.seen[0]!
       expect([req.method, req.url]).toEqual(['PUT', '/v1/ns/x/module?capabilities=state_get'])
       expect(req.headers.authorization).toBe('Bearer s3cret')
