@@ -18,6 +18,7 @@ import { createHost, type Host } from './p2p/host.js'
 import { PeerLinks } from './p2p/links.js'
 import { RttTable } from './p2p/rtt.js'
 import { SeedDialer } from './p2p/seeds.js'
+import { chatPages } from './pages.js'
 import { PeerWatch } from './peer-watch.js'
 import { Channel, LinkRaftTransport } from './raft-transport.js'
 import { CallRouter } from './router.js'
@@ -302,6 +303,7 @@ export async function startMeshNode(
   })
   const seeds = new SeedDialer(host, config.seeds, log.child({ component: 'seeds' }))
   const chaosRoute = chaos ? chaosRoutes(chaos, driver) : undefined
+  const pages = chatPages()
   const server = createGateway({
     peer: self,
     addrs: () => host.getMultiaddrs().map(String),
@@ -331,8 +333,8 @@ export async function startMeshNode(
     router,
     payloadBytesMax: actors.runtime.limits.payloadBytesMax,
     moduleBytesMax: config.actors?.moduleBytesMax ?? 8 << 20,
-    // Prometheus scrapes without a token (docs/gateway.md); the rest need an admin token.
-    openRoutes: (req, res, url) => metrics.route(req, res, url),
+    // Prometheus scrapes and the chat page (/chat/) need no token (docs/gateway.md); the rest need admin.
+    openRoutes: async (req, res, url) => (await metrics.route(req, res, url)) || pages.route(req, res, url),
     extraRoutes: async (req, res, url) =>
       (await backup.route(req, res, url)) || (chaosRoute !== undefined && (await chaosRoute(req, res, url))),
   })
