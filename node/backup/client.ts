@@ -19,6 +19,9 @@ export function nodeUrl(text: string, usage: (message: string) => Error): string
   return url.href.replace(/\/+$/, '')
 }
 
+/** A request to an admin route: `retryMs` bounds retries of 503s; `token` is sent as a bearer token. */
+export type AdminInit = RequestInit & { retryMs?: number; token?: string | undefined }
+
 /** An error answer of a node, with its stable code. */
 export class AdminAnswerError extends Error {
   constructor(
@@ -35,12 +38,9 @@ export class AdminAnswerError extends Error {
  * Sends a request and returns the response once it is 2xx; a 503 is retried after its
  * `Retry-After` until `retryMs` has passed; any other answer throws `AdminAnswerError`.
  */
-export async function adminRequest(
-  base: string,
-  path: string,
-  init: RequestInit & { retryMs?: number } = {},
-): Promise<Response> {
+export async function adminRequest(base: string, path: string, init: AdminInit = {}): Promise<Response> {
   const deadline = Date.now() + (init.retryMs ?? 30_000)
+  if (init.token) init = { ...init, headers: { ...init.headers, authorization: `Bearer ${init.token}` } }
   for (;;) {
     init.signal?.throwIfAborted()
     let res: Response
@@ -77,11 +77,7 @@ export async function adminRequest(
 }
 
 /** `adminRequest` answering JSON. */
-export async function adminJson<T>(
-  base: string,
-  path: string,
-  init: RequestInit & { retryMs?: number } = {},
-): Promise<T> {
+export async function adminJson<T>(base: string, path: string, init: AdminInit = {}): Promise<T> {
   return (await (await adminRequest(base, path, init)).json()) as T
 }
 

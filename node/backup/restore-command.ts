@@ -15,7 +15,7 @@ import type { CopyMeta } from './routes.js'
 import type { CommandIo } from './snapshot-command.js'
 
 /** The flags `restore` takes itself; everything else goes to `start`. */
-const OWN = new Set(['--from', '--key-file', '--node', '--namespace'])
+const OWN = new Set(['--from', '--key-file', '--node', '--namespace', '--token'])
 
 /** Splits `restore`'s arguments into its own flags and the rest (start flags; `--data` is both). */
 export function splitRestoreArgs(
@@ -66,7 +66,14 @@ export async function runRestoreCommand(
   if (own.node !== undefined) {
     if (!own.namespace) throw io.usage('restore --node needs --namespace NAME')
     if (start.length > 0) throw io.usage(`restore --node takes no start flags (got '${start[0]}')`)
-    const answer = await rollbackNamespace(own.from, nodeUrl(own.node, io.usage), own.namespace, key, view)
+    const answer = await rollbackNamespace(
+      own.from,
+      nodeUrl(own.node, io.usage),
+      own.namespace,
+      key,
+      view,
+      own.token,
+    )
     io.out.write(
       `Restored namespace '${answer.namespace}' to its archived state (index ${answer.from.index}) at log index ${answer.index} on ${answer.replicas.length} replicas (staged in ${answer.stageMs} ms)\n`,
     )
@@ -103,6 +110,7 @@ export async function rollbackNamespace(
   name: string,
   key: Uint8Array | undefined,
   view?: ProgressView,
+  token?: string,
 ): Promise<RollbackAnswer> {
   const manifest = await verifyArchive(from, {
     ...(key ? { key } : {}),
@@ -129,6 +137,7 @@ export async function rollbackNamespace(
     body: body as unknown as RequestInit['body'],
     duplex: 'half',
     retryMs: 0,
+    token,
   } as RequestInit)
 }
 

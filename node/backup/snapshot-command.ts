@@ -42,6 +42,8 @@ export interface SnapshotRequest {
   /** Only these namespaces (default: every one in the catalog). */
   namespaces?: string[]
   key?: Uint8Array
+  /** Bearer token for a node with auth on (an admin token). */
+  token?: string
   signal?: AbortSignal
   onProgress?: (e: SnapshotEvent) => void
 }
@@ -50,7 +52,10 @@ export interface SnapshotRequest {
 export async function createSnapshot(request: SnapshotRequest): Promise<ArchiveManifest> {
   const { node, signal } = request
   signal?.throwIfAborted()
-  const catalog = await adminJson<CatalogAnswer>(node, '/v1/admin/catalog', signal ? { signal } : {})
+  const catalog = await adminJson<CatalogAnswer>(node, '/v1/admin/catalog', {
+    token: request.token,
+    ...(signal ? { signal } : {}),
+  })
   const known = new Map(catalog.namespaces.map((n) => [n.name, n]))
   const wanted = request.namespaces?.length ? [...new Set(request.namespaces)] : [...known.keys()].sort()
   const missing = wanted.filter((n) => !known.has(n))
@@ -99,7 +104,7 @@ async function snapshotNamespace(
 ): Promise<{ part: ArchivePart; barrierIndex: number; modules: CopyMeta['modules'] }> {
   const { node, signal } = request
   const ns = encodeURIComponent(name)
-  const init = signal ? { signal } : {}
+  const init = { token: request.token, ...(signal ? { signal } : {}) }
   const barrier = await adminJson<{ index: number }>(node, `/v1/admin/snapshot/barrier?namespace=${ns}`, {
     method: 'POST',
     ...init,
@@ -157,6 +162,7 @@ export async function runSnapshotCommand(argv: string[], io: CommandIo): Promise
       out: { type: 'string' },
       namespace: { type: 'string', multiple: true },
       'key-file': { type: 'string' },
+      token: { type: 'string' },
     },
     strict: true,
     allowPositionals: true,
@@ -170,6 +176,7 @@ export async function runSnapshotCommand(argv: string[], io: CommandIo): Promise
   const manifest = await createSnapshot({
     node,
     out: values.out,
+    ...(values.token ? { token: values.token } : {}),
     ...(values.namespace ? { namespaces: values.namespace } : {}),
     ...(key ? { key } : {}),
     onProgress: (e) => {

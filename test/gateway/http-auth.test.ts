@@ -13,6 +13,7 @@ import { afterEach, describe, expect, it } from 'vitest'
 import WebSocket from 'ws'
 import { exampleModule } from '../actors/examples.js'
 import { waitFor } from '../integration/cluster.js'
+import { runCli } from '../node/cli-run.js'
 
 const root = join(import.meta.dirname, '..', '..')
 const nodeBin = join(root, 'node_modules', '.bin', 'node')
@@ -233,4 +234,30 @@ describe('HTTP access with bearer tokens', () => {
     )
     expect(a.proc.exitCode).toBeNull()
   }, 180_000)
+
+  it('lets actormesh snapshot through with --token or ACTORMESH_TOKEN, and not without', async () => {
+    const dir = await tempDir()
+    const tokenFile = join(dir, 'admin-token')
+    await writeFile(tokenFile, `${ADMIN}\n`)
+    const a = await startNode(join(dir, 'a'), tokenFile)
+    await until('ready', () => req(a, 'GET', '/readyz'))
+    const without = await runCli(['snapshot', '--node', a.url, '--out', join(dir, 'no.amsnap')])
+    expect(without.code).not.toBe(0)
+    expect(without.stderr).toContain('401')
+    expect(existsSync(join(dir, 'no.amsnap'))).toBe(false)
+    const flag = await runCli([
+      'snapshot',
+      '--node',
+      a.url,
+      '--out',
+      join(dir, 'flag.amsnap'),
+      '--token',
+      ADMIN,
+    ])
+    expect(flag.code, flag.stderr).toBe(0)
+    const env = await runCli(['snapshot', '--node', a.url, '--out', join(dir, 'env.amsnap')], {
+      env: { ACTORMESH_TOKEN: ADMIN },
+    })
+    expect(env.code, env.stderr).toBe(0)
+  }, 120_000)
 })
