@@ -319,6 +319,7 @@ Try it:
   curl -X POST ${b}/v1/ns/chat/actors/lobby/join -d ann
   curl -X POST ${b}/v1/ns/chat/actors/lobby/post -d '{"from":"ann","text":"hi"}'
   chat page: ${a}/chat/
+  metrics:   ${a}/metrics   (Prometheus text; every node has its own)
   actormesh status --node ${a}
   kill the leader: actormesh status shows it; kill -9 its pid and call again through another node
 `
