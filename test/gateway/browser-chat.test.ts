@@ -5,6 +5,7 @@
  */
 import { existsSync } from 'node:fs'
 import { request } from 'node:http'
+import { connect, createServer, type Server, type Socket } from 'node:net'
 import { type Browser, chromium, type Page } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { exampleModule } from '../actors/examples.js'
@@ -16,24 +17,89 @@ const NS = 'chat'
 /** Generous: the machine has two cores and other tests run beside this one. */
 const BROWSER_WAIT_MS = 90_000
 
-/** A tab with every console error and uncaught exception it reported. */
+/** A tab with every console error and uncaught exception it reported, and its sockets' URLs. */
 interface Tab {
   page: Page
   errors: string[]
+  sockets: string[]
 }
 
-async function openTab(browser: Browser, node: ClusterNode, name: string): Promise<Tab> {
+/** Opens the page on `base` (a node's or a proxy's URL) and waits until its socket is live. */
+async function openTab(browser: Browser, base: string, room: string, name: string): Promise<Tab> {
   const page = await browser.newPage()
-  const errors: string[] = []
+  const tab: Tab = { page, errors: [], sockets: [] }
   page.on('console', (m) => {
     // Chromium logs every non-2xx answer to fetch; a 503 is retryable and the page retries it (a
     // leader moving, seen under load), so only that one is not the page's error.
-    if (m.type() === 'error' && !/status of 503/.test(m.text())) errors.push(m.text())
+    if (m.type() === 'error' && !/status of 503/.test(m.text())) tab.errors.push(m.text())
   })
-  page.on('pageerror', (e) => errors.push(`uncaught: ${e.message}`))
-  await page.goto(`${node.url}/chat/?room=r1&name=${name}`, { timeout: BROWSER_WAIT_MS })
-  await page.waitForSelector('#state[data-state="live"]', { timeout: BROWSER_WAIT_MS })
-  return { page, errors }
+  page.on('pageerror', (e) => tab.errors.push(`uncaught: ${e.message}`))
+  page.on('websocket', (ws) => tab.sockets.push(ws.url()))
+  await page.goto(`${base}/chat/?room=${room}&name=${name}`, { timeout: BROWSER_WAIT_MS })
+  await live(tab)
+  return tab
+}
+
+const live = (tab: Tab) => tab.page.waitForSelector('#state[data-state="live"]', { timeout: BROWSER_WAIT_MS })
+
+/** Waits until the tab shows at least `count` posts. */
+const postsShown = (tab: Tab, count: number) =>
+  tab.page
+    .locator('#messages li.post')
+    .nth(count - 1)
+    .waitFor({ timeout: BROWSER_WAIT_MS })
+
+/**
+ * A TCP proxy in front of a node: `cut()` ends every connection through it and holds new ones
+ * (accepted, not forwarded) until `resume()`, so a page behind it sees its socket drop and its
+ * reconnect wait, without a refused connection in its console.
+ */
+class CuttableProxy {
+  private readonly open = new Set<Socket>()
+  private held: Socket[] = []
+  private cutOff = false
+  private server: Server | undefined
+  url = ''
+
+  constructor(private readonly target: URL) {}
+
+  async start(): Promise<void> {
+    this.server = createServer((client) => (this.cutOff ? this.held.push(client) : this.forward(client)))
+    await new Promise<void>((r) => this.server!.listen(0, '127.0.0.1', r))
+    const { port } = this.server.address() as { port: number }
+    this.url = `http://127.0.0.1:${port}`
+  }
+
+  cut(): void {
+    this.cutOff = true
+    for (const s of this.open) s.destroy()
+    this.open.clear()
+  }
+
+  resume(): void {
+    this.cutOff = false
+    for (const client of this.held.splice(0)) this.forward(client)
+  }
+
+  async stop(): Promise<void> {
+    this.cut()
+    for (const s of this.held.splice(0)) s.destroy()
+    await new Promise((r) => this.server?.close(r) ?? r(undefined))
+  }
+
+  private forward(client: Socket): void {
+    const upstream = connect(Number(this.target.port), this.target.hostname)
+    for (const s of [client, upstream]) {
+      this.open.add(s)
+      s.on('error', () => {})
+      s.on('close', () => {
+        this.open.delete(s)
+        client.destroy()
+        upstream.destroy()
+      })
+    }
+    client.pipe(upstream).pipe(client)
+  }
 }
 
 async function send(tab: Tab, text: string): Promise<void> {
@@ -101,14 +167,11 @@ describe('the chat page in headless Chromium', () => {
   }, 60_000)
 
   it('shows both messages in the same order in two tabs on different nodes, text escaped', async () => {
-    const ann = await openTab(browser!, nodes[1]!, 'ann')
-    const bob = await openTab(browser!, nodes[2]!, 'bob')
+    const ann = await openTab(browser!, nodes[1]!.url, 'r1', 'ann')
+    const bob = await openTab(browser!, nodes[2]!.url, 'r1', 'bob')
     // Sent at the same time from both tabs: the room orders them, and both tabs must agree.
     await Promise.all([send(ann, 'hello from ann'), send(bob, '<b>hi</b> from bob')])
-    for (const tab of [ann, bob])
-      await tab.page.waitForFunction(() => document.querySelectorAll('#messages li.post').length >= 2, null, {
-        timeout: BROWSER_WAIT_MS,
-      })
+    for (const tab of [ann, bob]) await postsShown(tab, 2)
     const [annSees, bobSees] = [await shown(ann), await shown(bob)]
     expect(annSees).toEqual(bobSees)
     expect(annSees.filter((line) => line.startsWith('post')).sort()).toEqual([
@@ -130,6 +193,35 @@ describe('the chat page in headless Chromium', () => {
       expect(tab.errors).toEqual([])
     }
     await Promise.all([ann.page.close(), bob.page.close()])
+  }, 240_000)
+
+  it('resumes after a dropped socket with after=<last pos> and shows what was posted meanwhile', async () => {
+    const proxy = new CuttableProxy(new URL(nodes[1]!.url))
+    await proxy.start()
+    try {
+      const ann = await openTab(browser!, proxy.url, 'r2', 'ann')
+      const bob = await openTab(browser!, nodes[2]!.url, 'r2', 'bob')
+      await send(bob, 'before the cut')
+      for (const tab of [ann, bob]) await postsShown(tab, 1)
+      proxy.cut()
+      await ann.page.waitForSelector('#state[data-state="reconnecting"]', { timeout: BROWSER_WAIT_MS })
+      await send(bob, 'during the cut 1')
+      await postsShown(bob, 2)
+      await send(bob, 'during the cut 2')
+      await postsShown(bob, 3)
+      expect(await ann.page.$$eval('#messages li.post', (items) => items.length)).toBe(1)
+      proxy.resume()
+      await postsShown(ann, 3)
+      await live(ann)
+      expect(await shown(ann)).toEqual(await shown(bob))
+      expect(ann.sockets).toHaveLength(2)
+      expect(ann.sockets[0]).not.toContain('after=')
+      expect(ann.sockets[1]).toMatch(/\/v1\/ns\/chat\/actors\/r2\/ws\?after=\d+(\.\d+)?$/)
+      for (const tab of [ann, bob]) expect(tab.errors).toEqual([])
+      await Promise.all([ann.page.close(), bob.page.close()])
+    } finally {
+      await proxy.stop()
+    }
   }, 240_000)
 
   it('serves only the page folder, without a token, and redirects /chat to /chat/', async () => {
