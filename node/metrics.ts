@@ -28,7 +28,13 @@ export interface MetricsSources {
   }
   members: () => Array<{ state: string }>
   membershipCounters: () => { published: number; publishFailures: number }
-  links: () => { framesSent: number; framesReceived: number; framesDropped: number; abuseDisconnects: number }
+  links: () => {
+    framesSent: number
+    framesReceived: number
+    framesDropped: number
+    abuseDisconnects: number
+    silentStreamsClosed: number
+  }
   connections: () => number
 }
 
@@ -282,6 +288,12 @@ export class NodeMetrics {
       'actormesh_link_frames_dropped_total',
       'Frames dropped: queue full or stream failed',
       () => sources.links().framesDropped,
+    )
+    mirroredCounter(
+      r,
+      'actormesh_link_silent_streams_closed_total',
+      'Link streams given up because nothing arrived on them (keepalives included) for silentTimeoutMs',
+      () => sources.links().silentStreamsClosed,
     )
     mirroredCounter(
       r,

@@ -22,6 +22,13 @@ export interface LinkOptions {
    * other end no longer reads it) and the link reconnects.
    */
   drainTimeoutMs?: number
+  /** A stream with nothing sent for this long gets an empty keepalive frame. */
+  keepaliveMs?: number
+  /**
+   * A stream on which nothing (not even a keepalive) arrived for this long counts as dead — the
+   * other end no longer writes to it, or its writes go nowhere — and the link reconnects.
+   */
+  silentTimeoutMs?: number
   /** Told when the stream to a peer closes or cannot be opened (requests waiting on it fail fast). */
   /** `closed`: an open stream ended; `unreachable`: a dial or stream open failed. */
   onDown?: (peer: string, why: 'closed' | 'unreachable') => void
@@ -41,6 +48,8 @@ export interface LinkCounters {
   framesReceived: number
   framesDropped: number
   abuseDisconnects: number
+  /** Streams given up because nothing arrived on them for `silentTimeoutMs`. */
+  silentStreamsClosed: number
 }
 
 interface Link {
@@ -54,6 +63,9 @@ interface Link {
   backoffMs: number
   reconnectTimer: NodeJS.Timeout | undefined
   abuse: number[]
+  /** When the current stream last delivered a frame, and when a frame was last written to it. */
+  receivedAtMs: number
+  sentAtMs: number
 }
 
 /**
@@ -70,6 +82,7 @@ export class PeerLinks {
     framesReceived: 0,
     framesDropped: 0,
     abuseDisconnects: 0,
+    silentStreamsClosed: 0,
   }
   private readonly links = new Map<string, Link>()
   private readonly frameBytesMax: number
@@ -78,6 +91,9 @@ export class PeerLinks {
   private readonly reconnectMaxMs: number
   private readonly abuseReportsMax: number
   private readonly drainTimeoutMs: number
+  private readonly keepaliveMs: number
+  private readonly silentTimeoutMs: number
+  private keepaliveTimer: NodeJS.Timeout | undefined
   private readonly onDown: (peer: string, why: 'closed' | 'unreachable') => void
   private readonly faults: LinkFaults | undefined
   private readonly self: string
@@ -99,6 +115,12 @@ export class PeerLinks {
     this.reconnectMaxMs = options.reconnectMaxMs ?? 2_000
     this.abuseReportsMax = options.abuseReportsMax ?? 100
     this.drainTimeoutMs = options.drainTimeoutMs ?? 5_000
+    this.keepaliveMs = options.keepaliveMs ?? 1_000
+    this.silentTimeoutMs = options.silentTimeoutMs ?? 6_000
+    if (!(this.keepaliveMs < this.silentTimeoutMs))
+      throw new RangeError(
+        `Link timings must satisfy keepaliveMs < silentTimeoutMs (got ${this.keepaliveMs} and ${this.silentTimeoutMs})`,
+      )
     this.onDown = options.onDown ?? (() => {})
     this.faults = options.faults
   }
@@ -110,6 +132,36 @@ export class PeerLinks {
       maxOutboundStreams: 4,
     })
     this.host.addEventListener('peer:identify', this.onIdentify)
+    this.keepaliveTimer = setInterval(() => this.checkStreams(), Math.min(this.keepaliveMs, 1_000) / 2)
+    this.keepaliveTimer.unref()
+  }
+
+  /**
+   * Keeps every stream provably alive in both directions: an empty frame on a stream with nothing
+   * sent for `keepaliveMs`, and a stream with nothing received for `silentTimeoutMs` is aborted
+   * (the other end sees the reset) and the link redials. A chaos run once kept one direction of a
+   * link dead for 30 s after a partition healed while the other direction worked and neither end
+   * saw the stream close; whatever the cause, silence now ends it.
+   */
+  private checkStreams(): void {
+    const now = performance.now()
+    for (const link of this.links.values()) {
+      const stream = link.stream
+      if (!stream) continue
+      if (now - link.receivedAtMs > this.silentTimeoutMs) {
+        this.counters.silentStreamsClosed++
+        this.log.warn(
+          { peer: link.peer, silentMs: Math.round(now - link.receivedAtMs) },
+          'nothing received on the link stream; reconnecting',
+        )
+        stream.abort(new Error(`nothing received for ${this.silentTimeoutMs} ms`))
+        this.streamGone(link, stream)
+        // Redial at once, even with nothing queued: the peer was in use a moment ago.
+        this.connect(this.link(link.peer))
+      } else if (now - link.sentAtMs >= this.keepaliveMs && link.queue.length === 0) {
+        this.enqueue(link.peer, KEEPALIVE)
+      }
+    }
   }
 
   /** Ensures a stream to `peer` (e.g. a new group member) even before there is a frame to send. */
@@ -168,6 +220,7 @@ export class PeerLinks {
 
   async close(): Promise<void> {
     this.closed = true
+    clearInterval(this.keepaliveTimer)
     this.host.removeEventListener('peer:identify', this.onIdentify)
     for (const link of this.links.values()) {
       clearTimeout(link.reconnectTimer)
@@ -191,6 +244,8 @@ export class PeerLinks {
         backoffMs: this.reconnectMinMs,
         reconnectTimer: undefined,
         abuse: [],
+        receivedAtMs: 0,
+        sentAtMs: 0,
       }
       this.links.set(peer, link)
     }
@@ -277,6 +332,8 @@ export class PeerLinks {
 
   private attach(link: Link, stream: Stream): void {
     link.stream = stream
+    link.receivedAtMs = performance.now()
+    link.sentAtMs = 0
     link.backoffMs = this.reconnectMinMs
     stream.addEventListener('close', () => this.streamGone(link, stream))
     void this.readLoop(link, stream)
@@ -310,6 +367,8 @@ export class PeerLinks {
     try {
       while (link.stream === stream) {
         const frame = await lp.read()
+        if (link.stream === stream) link.receivedAtMs = performance.now()
+        if (frame.byteLength === 0) continue // a keepalive
         this.counters.framesReceived++
         this.onFrame(link.peer, frame.subarray())
       }
@@ -340,7 +399,8 @@ export class PeerLinks {
           // Only the reader wraps the stream (a wrapper also consumes incoming bytes).
           if (!stream.send(lengthPrefixed(frame)))
             await stream.onDrain({ signal: AbortSignal.timeout(this.drainTimeoutMs) })
-          this.counters.framesSent++
+          link.sentAtMs = performance.now()
+          if (frame.byteLength > 0) this.counters.framesSent++
         } catch (e) {
           this.counters.framesDropped++
           this.log.debug({ peer: link.peer, err: String(e) }, 'link write failed')
@@ -354,6 +414,9 @@ export class PeerLinks {
     }
   }
 }
+
+/** An empty frame: keeps a stream alive, never handed to `onFrame`. */
+const KEEPALIVE = new Uint8Array(0)
 
 /** `frame` preceded by its length as an unsigned LEB128 varint (what `lpStream` reads). */
 export function lengthPrefixed(frame: Uint8Array): Uint8Array {

@@ -4,7 +4,7 @@ import { join } from 'node:path'
 import pino from 'pino'
 import { afterEach, describe, expect, it } from 'vitest'
 import { createHost, type Host } from '../../node/p2p/host.js'
-import { PeerLinks } from '../../node/p2p/links.js'
+import { type LinkOptions, PeerLinks } from '../../node/p2p/links.js'
 import { waitFor } from './wait.js'
 
 const log = pino({ level: 'silent' })
@@ -18,7 +18,7 @@ interface TestPeer {
 
 const peers: TestPeer[] = []
 
-async function startPeer(seeds: string[] = [], dir?: string): Promise<TestPeer> {
+async function startPeer(seeds: string[] = [], dir?: string, options: LinkOptions = {}): Promise<TestPeer> {
   const dataDir = dir ?? (await mkdtemp(join(tmpdir(), 'am-links-')))
   const host = await createHost({ dataDir, seeds })
   const received: TestPeer['received'] = []
@@ -26,6 +26,7 @@ async function startPeer(seeds: string[] = [], dir?: string): Promise<TestPeer> 
     host,
     (from, frame) => received.push({ from, text: new TextDecoder().decode(frame) }),
     log,
+    options,
   )
   await links.start()
   const p = { host, links, received, dir: dataDir }
@@ -133,6 +134,50 @@ describe('a stream the other end stops reading', () => {
       await Promise.all([aHost.stop(), b.stop()])
       await rm(dir, { recursive: true, force: true })
     }
+  })
+})
+
+describe('keepalives', () => {
+  const timings = { keepaliveMs: 100, silentTimeoutMs: 600, reconnectMinMs: 20 }
+
+  it('give up a stream on which nothing arrives, and the link opens a new one', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'am-links-'))
+    // b reads its link streams but never writes to them: from a's side they are silent.
+    const b = await createHost({ dataDir: join(dir, 'b') })
+    const inbound: unknown[] = []
+    await b.handle(
+      '/actormesh/link/1.0.0',
+      (stream) => {
+        inbound.push(stream)
+        stream.addEventListener('message', () => {})
+      },
+      { maxInboundStreams: 16 },
+    )
+    const aHost = await createHost({ dataDir: join(dir, 'a'), seeds: [b.getMultiaddrs()[0]!.toString()] })
+    const a = new PeerLinks(aHost, () => {}, log, timings)
+    await a.start()
+    try {
+      a.send(b.peerId.toString(), new TextEncoder().encode('hello'))
+      await waitFor(() => inbound.length >= 2, 'a second stream after the first stayed silent')
+      expect(a.counters.silentStreamsClosed).toBeGreaterThan(0)
+    } finally {
+      await a.close()
+      await Promise.all([aHost.stop(), b.stop()])
+      await rm(dir, { recursive: true, force: true })
+    }
+  })
+
+  it('keep a quiet healthy stream open far past silentTimeoutMs', async () => {
+    const c = await startPeer([], undefined, timings)
+    const d = await startPeer([c.host.getMultiaddrs()[0]!.toString()], undefined, timings)
+    c.links.send(d.host.peerId.toString(), new TextEncoder().encode('x'))
+    await waitFor(() => d.received.length === 1, 'a frame from c to d')
+    // Five silent timeouts with no traffic but keepalives.
+    await new Promise((r) => setTimeout(r, 5 * timings.silentTimeoutMs))
+    expect(c.links.counters.silentStreamsClosed + d.links.counters.silentStreamsClosed).toBe(0)
+    c.links.send(d.host.peerId.toString(), new TextEncoder().encode('y'))
+    await waitFor(() => d.received.length === 2, 'a second frame on the same stream')
+    expect(d.received.map((r) => r.text)).toEqual(['x', 'y'])
   })
 })
 
