@@ -3,7 +3,10 @@
  * nodes' (`node --import tsx bench/load-client.ts '<json config>'`, or the config as the first line
  * of stdin). `concurrency` clients each loop: pick an actor with a seeded PRNG, send the call to a
  * gateway (round-robin over `targets`, or straight to the namespace's leader), retry 503 answers,
- * and record the latency of the successful call from its first attempt.
+ * and record the latency of the successful call from its first attempt. With `transport: 'etcd'` the
+ * same loop writes to an etcd cluster instead (the comparison run, bench/etcd.ts): each call is a
+ * `POST /v3/kv/put` to etcd's HTTP gateway with the actor's key `<namespace>/a<i>` and `payload` as
+ * the value (both base64, as the gateway's JSON wants), round-robin over the members.
  *
  * Output, one JSON object a line on stdout: `{"event":"window","acked":n}` when the warm-up ends,
  * `{"event":"ready"}` once `readyAcks` calls were acknowledged, `{"event":"mark",...}` after a
@@ -37,7 +40,8 @@ export interface LoadConfig {
   route: 'round-robin' | 'leader'
   /** Namespace → leader peer at start (`leader` routing; answers' served-by header keeps it current). */
   leaders: Record<string, string>
-  transport: 'http' | 'fetch'
+  /** `http`/`fetch`: ActorMesh calls with node:http or fetch; `etcd`: etcd 3.4+ puts with node:http. */
+  transport: 'http' | 'fetch' | 'etcd'
   /** Pause before retrying a 503 or after a failed call. */
   retryDelayMs: number
   /** One attempt gives up after this long (counted as an error). */
@@ -141,10 +145,11 @@ function bucketUpperUs(bucket: number): number {
   return (mantissa + 1) * 2 ** shift - 1
 }
 
-/** The `code` of a gateway error body, or '' when it has none. */
+/** The `code` of a gateway error body (etcd's gateway: `grpc <number>`), or '' when it has none. */
 function errorCode(body: string | undefined): string {
   try {
     const code = (JSON.parse(body ?? '') as { code?: unknown }).code
+    if (typeof code === 'number') return `grpc ${code}`
     return typeof code === 'string' ? code : ''
   } catch {
     return ''
@@ -188,6 +193,29 @@ async function sendFetch(url: URL, body: Buffer, timeoutMs: number): Promise<Ans
   return { status: res.status, servedBy }
 }
 
+/** What one call sends: its namespace, the URL path and the request body. */
+interface Pick {
+  ns: string
+  path: string
+  body: Buffer
+}
+
+/**
+ * The call of each actor, built once: actor i lives in namespace i mod the namespaces. For etcd
+ * the actor's key and the payload go base64 in a JSON body (etcd's gateway maps bytes fields so).
+ */
+function picksOf(config: LoadConfig): Pick[] {
+  const body = Buffer.from(config.payload)
+  const value = body.toString('base64')
+  return Array.from({ length: config.actors }, (_, i) => {
+    const ns = config.namespaces[i % config.namespaces.length]!
+    if (config.transport !== 'etcd')
+      return { ns, path: `/v1/namespaces/${ns}/actors/a${i}/${config.method}`, body }
+    const key = Buffer.from(`${ns}/a${i}`).toString('base64')
+    return { ns, path: '/v3/kv/put', body: Buffer.from(JSON.stringify({ key, value })) }
+  })
+}
+
 /** Runs the load described by `config`; `control` delivers stdin commands. */
 export async function runLoad(
   config: LoadConfig,
@@ -195,14 +223,9 @@ export async function runLoad(
   control: { onCommand: (handler: (cmd: { cmd: string; atMs?: number }) => void) => void },
 ): Promise<LoadResult> {
   const agent = new Agent({ keepAlive: true, maxSockets: config.concurrency })
-  const body = Buffer.from(config.payload)
   const urlOf = new Map(config.targets.map((t) => [t.peer, t.url]))
   const leaders = new Map(Object.entries(config.leaders))
-  // Per namespace and actor, the path part of the URL, built once.
-  const paths = Array.from({ length: config.actors }, (_, i) => {
-    const ns = config.namespaces[i % config.namespaces.length]!
-    return { ns, path: `/v1/namespaces/${ns}/actors/a${i}/${config.method}` }
-  })
+  const picks = picksOf(config)
   const hist = new LatencyHistogram()
   const errorsBy: Record<string, number> = {}
   let errors = 0
@@ -251,23 +274,23 @@ export async function runLoad(
     }
     return config.targets[nextTarget++ % config.targets.length]!.url
   }
-  const attempt = (url: URL): Promise<Answer> =>
-    config.transport === 'http'
-      ? sendHttp(agent, url, body, config.attemptTimeoutMs)
-      : sendFetch(url, body, config.attemptTimeoutMs)
+  const attempt = (url: URL, body: Buffer): Promise<Answer> =>
+    config.transport === 'fetch'
+      ? sendFetch(url, body, config.attemptTimeoutMs)
+      : sendHttp(agent, url, body, config.attemptTimeoutMs)
   const fail = (kind: string) => {
     errors++
     errorsBy[kind] = (errorsBy[kind] ?? 0) + 1
   }
 
   /** One call: attempts until an answer other than 503 (or the run stops). */
-  const call = async (pick: { ns: string; path: string }): Promise<void> => {
+  const call = async (pick: Pick): Promise<void> => {
     const firstSent = performance.now()
     for (let n = 0; !stop || n === 0; n++) {
       const sentAt = epochMs()
       let answer: Answer
       try {
-        answer = await attempt(new URL(pick.path, targetFor(pick.ns, n)))
+        answer = await attempt(new URL(pick.path, targetFor(pick.ns, n)), pick.body)
       } catch (e) {
         const code = (e as { code?: string }).code
         fail(code === 'TIMEOUT' || (e as Error).name === 'TimeoutError' ? 'timeout' : `network ${code ?? ''}`)
@@ -303,7 +326,7 @@ export async function runLoad(
 
   const client = async (index: number): Promise<void> => {
     const random = seededRandom(config.seed + index)
-    while (!stop) await call(paths[random(paths.length)]!)
+    while (!stop) await call(picks[random(picks.length)]!)
   }
   await Promise.all(Array.from({ length: config.concurrency }, (_, i) => client(i)))
   clearTimeout(windowTimer)
@@ -358,8 +381,12 @@ export function loadConfig(given: Partial<LoadConfig>): LoadConfig {
     throw new RangeError(`Bad load config: actors '${c.actors}' must be a whole number >= the namespaces`)
   if (!Number.isInteger(c.concurrency) || c.concurrency < 1)
     throw new RangeError(`Bad load config: concurrency '${c.concurrency}' must be a whole number >= 1`)
-  if (c.transport !== 'http' && c.transport !== 'fetch')
-    throw new RangeError(`Bad load config: transport '${String(c.transport)}' must be 'http' or 'fetch'`)
+  if (c.transport !== 'http' && c.transport !== 'fetch' && c.transport !== 'etcd')
+    throw new RangeError(
+      `Bad load config: transport '${String(c.transport)}' must be 'http', 'fetch' or 'etcd'`,
+    )
+  if (c.transport === 'etcd' && c.route !== 'round-robin')
+    throw new RangeError(`Bad load config: route '${c.route}' must be 'round-robin' with transport 'etcd'`)
   return c
 }
 
