@@ -17,6 +17,8 @@ export interface GroupSample {
   lead: string
   commit: number
   applied: number
+  /** On a leader: each follower's replication progress (evidence when replicas do not converge). */
+  progress?: Record<string, { match: number; next: number; state: string }>
 }
 
 /** Two leaders claimed for one term of one group. */
@@ -77,6 +79,7 @@ export class StatusMonitor {
                   lead: string
                   commit: number
                   applied: number
+                  progress?: GroupSample['progress']
                 }>
               }
             | undefined
@@ -91,6 +94,7 @@ export class StatusMonitor {
               lead: g.lead,
               commit: g.commit,
               applied: g.applied,
+              ...(g.progress ? { progress: g.progress } : {}),
             })
           }
         }),

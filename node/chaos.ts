@@ -9,7 +9,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { ConnectionGater } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
 import type { Logger } from 'pino'
-import { type MultiRaft, Role } from '../consensus/index.js'
+import { type MultiRaft, ProgressState, Role } from '../consensus/index.js'
 import type { Host } from './p2p/host.js'
 import type { LinkFaults } from './p2p/links.js'
 
@@ -198,6 +198,8 @@ export function groupStatuses(driver: MultiRaft): Array<{
   lead: string
   commit: number
   applied: number
+  /** On a leader: each follower's match index, next index and replication state. */
+  progress?: Record<string, { match: number; next: number; state: string }>
 }> {
   const names: Record<number, string> = {
     [Role.Follower]: 'follower',
@@ -214,8 +216,25 @@ export function groupStatuses(driver: MultiRaft): Array<{
       lead: st.lead,
       commit: st.commit,
       applied: st.applied,
+      ...(st.progress
+        ? {
+            progress: Object.fromEntries(
+              Object.entries(st.progress).map(([peer, p]) => [
+                peer,
+                { match: p.match, next: p.next, state: PROGRESS_STATES[p.state] ?? String(p.state) },
+              ]),
+            ),
+          }
+        : {}),
     }
   })
+}
+
+/** `ProgressState` values by name, for reports. */
+const PROGRESS_STATES: Record<number, string> = {
+  [ProgressState.Probe]: 'probe',
+  [ProgressState.Replicate]: 'replicate',
+  [ProgressState.Snapshot]: 'snapshot',
 }
 
 /**
