@@ -7,7 +7,7 @@ import { readFile, stat } from 'node:fs/promises'
 import { basename, dirname, join } from 'node:path'
 import { type CliIo, COMMON_FLAGS_HELP, type Command } from './command.js'
 import { UsageError } from './errors.js'
-import { bool, type OptionSpec, resolveOptions, str } from './options.js'
+import { bool, commandOptions, type OptionSpec, str } from './options.js'
 
 const help = `Usage: actormesh build SRC.ts [-o OUT.wasm] [--no-optimize]
 
@@ -32,11 +32,8 @@ export const buildCommand: Command = {
   name: 'build',
   help,
   async run(argv: string[], io: CliIo): Promise<void> {
-    const o = resolveOptions(argv, options, { env: io.env }, { positionals: true })
-    if (o.help) {
-      io.out.write(help)
-      return
-    }
+    const o = commandOptions(argv, options, io, help, { positionals: true })
+    if (!o) return
     if (o.positionals.length !== 1) throw new UsageError('build needs exactly one SRC.ts')
     const src = o.positionals[0]!
     if (!(await stat(src).catch(() => undefined))?.isFile())

@@ -7,7 +7,7 @@ import { readFile } from 'node:fs/promises'
 import { type CliIo, COMMON_FLAGS_HELP, type Command } from './command.js'
 import { UsageError } from './errors.js'
 import { NODE_FLAGS_HELP, nodeOptions, nodeRequest, nodeTarget, nsPaths } from './http.js'
-import { bool, type OptionSpec, type ResolvedOptions, resolveOptions, str } from './options.js'
+import { bool, commandOptions, type OptionSpec, type ResolvedOptions, str } from './options.js'
 
 /**
  * The codes a write without an idempotency key is retried on: the node certainly did not run it.
@@ -47,11 +47,8 @@ export const callCommand: Command = {
   name: 'call',
   help,
   async run(argv: string[], io: CliIo): Promise<void> {
-    const o = resolveOptions(argv, options, { env: io.env }, { positionals: true })
-    if (o.help) {
-      io.out.write(help)
-      return
-    }
+    const o = commandOptions(argv, options, io, help, { positionals: true })
+    if (!o) return
     if (o.positionals.length < 3 || o.positionals.length > 4)
       throw new UsageError('call needs NS ACTOR METHOD and at most one PAYLOAD')
     const [ns, actor, method, inline] = o.positionals as [string, string, string, string | undefined]

@@ -13,7 +13,7 @@ import { abiImports, signModule } from '../../actors/index.js'
 import { type CliIo, COMMON_FLAGS_HELP, type Command } from './command.js'
 import { UsageError } from './errors.js'
 import { NODE_FLAGS_HELP, nodeJson, nodeOptions, nodeTarget, nsPaths } from './http.js'
-import { type OptionSpec, resolveOptions, str } from './options.js'
+import { commandOptions, type OptionSpec, str } from './options.js'
 
 /** The header a signed deploy carries its signature in (base64). */
 export const SIGNATURE_HEADER = 'x-actormesh-signature'
@@ -42,11 +42,8 @@ export const deployCommand: Command = {
   name: 'deploy',
   help,
   async run(argv: string[], io: CliIo): Promise<void> {
-    const o = resolveOptions(argv, options, { env: io.env }, { positionals: true })
-    if (o.help) {
-      io.out.write(help)
-      return
-    }
+    const o = commandOptions(argv, options, io, help, { positionals: true })
+    if (!o) return
     if (o.positionals.length !== 2) throw new UsageError('deploy needs NAME and FILE.wasm')
     const [name, file] = o.positionals as [string, string]
     const caps = capabilities(str(o, 'capabilities'))

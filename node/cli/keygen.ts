@@ -10,7 +10,7 @@ import { generateKey } from '@libp2p/pnet'
 import { type CliIo, COMMON_FLAGS_HELP, type Command } from './command.js'
 import { rawPublicKey } from './deploy.js'
 import { UsageError } from './errors.js'
-import { bool, type OptionSpec, resolveOptions, str } from './options.js'
+import { bool, commandOptions, type OptionSpec, str } from './options.js'
 
 /** Bytes of a pnet key file: its three lines (header, encoding, 64 hex digits). */
 const CLUSTER_KEY_BYTES = 95
@@ -38,11 +38,8 @@ export const keygenCommand: Command = {
   name: 'keygen',
   help,
   async run(argv: string[], io: CliIo): Promise<void> {
-    const o = resolveOptions(argv, options, { env: io.env }, { positionals: true })
-    if (o.help) {
-      io.out.write(help)
-      return
-    }
+    const o = commandOptions(argv, options, io, help, { positionals: true })
+    if (!o) return
     if (o.positionals.length > 0) throw new UsageError(`Unexpected argument '${o.positionals[0]}' for keygen`)
     const out = str(o, 'out')
     if (bool(o, 'cluster-key')) {

@@ -5,7 +5,7 @@ import { shortPeer } from '../status-command.js'
 import { type CliIo, COMMON_FLAGS_HELP, type Command } from './command.js'
 import { UsageError } from './errors.js'
 import { NODE_FLAGS_HELP, nodeJson, nodeOptions, nodeTarget, nsPaths } from './http.js'
-import { bool, type OptionSpec, type ResolvedOptions, resolveOptions, wholeNumber } from './options.js'
+import { bool, commandOptions, type OptionSpec, type ResolvedOptions, wholeNumber } from './options.js'
 
 /** The largest replication factor `ns create` accepts (the node checks its own limit too). */
 const REPLICAS_MAX = 99
@@ -44,11 +44,8 @@ export const nsCommand: Command = {
   name: 'ns',
   help,
   async run(argv: string[], io: CliIo): Promise<void> {
-    const o = resolveOptions(argv, options, { env: io.env }, { positionals: true })
-    if (o.help) {
-      io.out.write(help)
-      return
-    }
+    const o = commandOptions(argv, options, io, help, { positionals: true })
+    if (!o) return
     const [sub, ...args] = o.positionals
     if (sub === 'create') return create(o, one(args, 'ns create NAME'), io)
     if (sub === 'list') {

@@ -178,3 +178,20 @@ export function wholeNumber(o: ResolvedOptions, name: string, min: number, max: 
     throw new UsageError(`Invalid --${name} '${text}': expected a whole number from ${min} to ${max}`)
   return n
 }
+
+/**
+ * `resolveOptions` for a command's `run`: undefined, after writing `help`, when `--help` was given,
+ * so a command starts with `const o = commandOptions(...); if (!o) return`.
+ */
+export function commandOptions(
+  argv: string[],
+  spec: Record<string, OptionSpec>,
+  io: { env: OptionContext['env']; out: { write(text: string): unknown } },
+  help: string,
+  options: { positionals?: boolean } = {},
+): ResolvedOptions | undefined {
+  const o = resolveOptions(argv, spec, { env: io.env }, options)
+  if (!o.help) return o
+  io.out.write(help)
+  return undefined
+}

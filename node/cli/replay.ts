@@ -13,7 +13,7 @@ import { readFile } from 'node:fs/promises'
 import { type CallOutcome, type CallRecord, createActorRuntime } from '../../actors/index.js'
 import { type CliIo, COMMON_FLAGS_HELP, type Command } from './command.js'
 import { UsageError } from './errors.js'
-import { bool, type OptionSpec, resolveOptions, str } from './options.js'
+import { bool, commandOptions, type OptionSpec, str } from './options.js'
 
 const help = `Usage: actormesh replay RECORDS.json --module FILE.wasm [--json]
 
@@ -38,11 +38,8 @@ export const replayCommand: Command = {
   name: 'replay',
   help,
   async run(argv: string[], io: CliIo): Promise<void> {
-    const o = resolveOptions(argv, options, { env: io.env }, { positionals: true })
-    if (o.help) {
-      io.out.write(help)
-      return
-    }
+    const o = commandOptions(argv, options, io, help, { positionals: true })
+    if (!o) return
     if (o.positionals.length !== 1) throw new UsageError('replay needs exactly one RECORDS.json')
     const moduleFile = str(o, 'module')
     if (!moduleFile) throw new UsageError('replay needs --module FILE.wasm')

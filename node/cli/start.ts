@@ -14,7 +14,7 @@ import { traceLogFields } from '../tracing.js'
 import { type CliIo, COMMON_FLAGS_HELP, type Command } from './command.js'
 import { UsageError } from './errors.js'
 import { DEFAULT_NODE_URL } from './http.js'
-import { bool, type OptionSpec, resolveOptions, str, strs, wholeNumber } from './options.js'
+import { bool, commandOptions, type OptionSpec, str, strs, wholeNumber } from './options.js'
 
 const options: Record<string, OptionSpec> = {
   data: { type: 'string', default: 'data' },
@@ -61,11 +61,8 @@ export const startCommand: Command = {
 
 /** Runs a node with `argv`'s start flags until a signal stops it (also used by `restore`). */
 export async function runStart(argv: string[], io: CliIo): Promise<void> {
-  const o = resolveOptions(argv, options, { env: io.env })
-  if (o.help) {
-    io.out.write(help)
-    return
-  }
+  const o = commandOptions(argv, options, io, help)
+  if (!o) return
   const replicaDeadTimeoutMs = wholeNumber(o, 'replica-dead-timeout-ms', 0, Number.MAX_SAFE_INTEGER)
   const snapshotEveryEntries = wholeNumber(o, 'snapshot-every-entries', 1, Number.MAX_SAFE_INTEGER)
   const listen = strs(o, 'listen')

@@ -5,7 +5,7 @@ import { checkStatusDocs, formatStatus } from '../status-command.js'
 import { type CliIo, COMMON_FLAGS_HELP, type Command } from './command.js'
 import { UsageError } from './errors.js'
 import { checkNodeUrl, DEFAULT_NODE_URL, nodeJson } from './http.js'
-import { bool, type OptionSource, type OptionSpec, resolveOptions, str } from './options.js'
+import { bool, commandOptions, type OptionSource, type OptionSpec, str } from './options.js'
 
 const options: Record<string, OptionSpec> = {
   node: { type: 'string' },
@@ -33,11 +33,8 @@ export const statusCommand: Command = {
   name: 'status',
   help,
   async run(argv: string[], io: CliIo): Promise<void> {
-    const o = resolveOptions(argv, options, { env: io.env })
-    if (o.help) {
-      io.out.write(help)
-      return
-    }
+    const o = commandOptions(argv, options, io, help)
+    if (!o) return
     const base = statusUrl(o.values as Record<string, string | undefined>, o.sources)
     const token = str(o, 'token')
     const target = { url: base, ...(token ? { token } : {}) }
