@@ -17,7 +17,7 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process'
 import { readFile } from 'node:fs/promises'
-import { availableParallelism } from 'node:os'
+import { availableParallelism, loadavg } from 'node:os'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { exampleModule } from '../../test/actors/examples.js'
@@ -333,7 +333,7 @@ const run: BenchGroup = async ({ quick, log: say }) => {
     const targets = nodes.map((n) => ({ url: n.url, peer: n.peer }))
     const spread = nodes.map((n) => Object.values(leaders).filter((l) => l === n.peer).length)
     say(`3 nodes, ${NAMESPACES} namespaces (rf 3, leaders per node ${spread.join('/')}), ${ACTORS} actors`)
-    say(`seed ${SEED}`)
+    say(`seed ${SEED}; load average ${loadavg()[0]!.toFixed(1)}`)
 
     const base = {
       targets,
