@@ -32,7 +32,13 @@ const run: BenchGroup = async ({ quick, log: say }) => {
     say('measured at the end of the cluster group in this run; figures reported there')
     return []
   }
-  const m = await etcdThisRun(writeWorkload(quick), { load, describe }, say)
+  // A failed comparison (also one the cluster group saw fail earlier in this run) is logged, not
+  // thrown: run.ts writes bench/results.json only after the last group, so throwing would lose
+  // every other group's figures.
+  const m = await etcdThisRun(writeWorkload(quick), { load, describe }, say).catch((e: unknown) => {
+    say(`etcd comparison failed: ${(e as Error).message}`)
+    return undefined
+  })
   if (!m) return []
   const ours = recordedClusterWrites()
   const figures = etcdFigures(m, ours ?? { opsPerS: Number.NaN, source: '' })
