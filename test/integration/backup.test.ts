@@ -249,7 +249,7 @@ describe(`snapshot and restore (${NAMESPACES} namespaces × ${ACTORS} actors, SE
       )
       expect(final.slice(0, got.length), `${ns}/${actor}`).toEqual(got)
     })
-  })
+  }, 300_000)
 
   it('restores into a new one-node cluster that serves exactly the archived state', async () => {
     const data = join(dir, 'one')
@@ -310,7 +310,7 @@ describe(`snapshot and restore (${NAMESPACES} namespaces × ${ACTORS} actors, SE
     await append(node, ns, actorName(0), 'after-restore')
     proc.kill('SIGTERM')
     await new Promise((res) => proc.once('exit', res))
-  })
+  }, 300_000)
 
   it('restores into a new five-node cluster: replicas are added up to each replication factor, all equal to the archive', async () => {
     const data = join(dir, 'five')
