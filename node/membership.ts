@@ -41,11 +41,11 @@ export interface MembershipOptions {
 
 /**
  * Default timings. Every heartbeat is signed, relayed and verified by every node: at 200 ms they
- * cost an idle 3-node cluster ~5% of a core each. Link loss is seen at once by PeerWatch; this
+ * cost an idle 3-node cluster ~5% of a core each; beats every 500 ms miss two before suspicion. Link loss is seen at once by PeerWatch; this
  * only has to find silent peers, within membership.dead_ms <= 3,000 (failures are checked every
  * 100 ms, so a silent peer is dead 2.4 to 2.5 s after its last heartbeat).
  */
-export const MEMBERSHIP_DEFAULTS = { heartbeatMs: 400, suspectAfterMs: 1_200, deadAfterMs: 2_400 } as const
+export const MEMBERSHIP_DEFAULTS = { heartbeatMs: 500, suspectAfterMs: 1_200, deadAfterMs: 2_400 } as const
 
 /** Why a member's state changed. */
 export interface MemberChange {
@@ -73,8 +73,21 @@ export class Membership {
   private readonly membersMax: number
   private readonly leadsPerHeartbeatMax: number
   private readonly self: string
+  private beats = 0
+  /** The groups led as last published (joined), to tell whether they changed. */
+  private leadsSent = ''
   private readonly onMessage = (evt: CustomEvent<{ topic: string; data: Uint8Array }>): void => {
     if (evt.detail.topic === MEMBERSHIP_TOPIC) this.receive(evt.detail.data)
+  }
+  /**
+   * A peer (newly connected) subscribed to the topic: beat at once, so it hears of us now rather
+   * than at our next beat — and a joining node, which dials every member it hears of, is heard
+   * by each of them as soon as the connection is up.
+   */
+  private readonly onSubscription = (
+    evt: CustomEvent<{ subscriptions: Array<{ topic: string; subscribe: boolean }> }>,
+  ): void => {
+    if (evt.detail.subscriptions.some((s) => s.topic === MEMBERSHIP_TOPIC && s.subscribe)) this.beatSoon()
   }
 
   constructor(
@@ -99,6 +112,7 @@ export class Membership {
   start(): void {
     this.host.services.pubsub.subscribe(MEMBERSHIP_TOPIC)
     this.host.services.pubsub.addEventListener('message', this.onMessage as never)
+    this.host.services.pubsub.addEventListener('subscription-change', this.onSubscription as never)
     this.timer = setInterval(() => this.beat(), this.heartbeatMs)
     this.timer.unref()
     this.detector = setInterval(() => this.detectFailures(), Math.min(100, this.heartbeatMs))
@@ -114,6 +128,7 @@ export class Membership {
     clearTimeout(this.soon)
     this.timer = undefined
     this.host.services.pubsub.removeEventListener('message', this.onMessage as never)
+    this.host.services.pubsub.removeEventListener('subscription-change', this.onSubscription as never)
     if (this.host.status === 'started') this.host.services.pubsub.unsubscribe(MEMBERSHIP_TOPIC)
   }
 
@@ -145,14 +160,25 @@ export class Membership {
     this.soon.unref()
   }
 
+  /**
+   * Publishes a heartbeat. The groups led (hundreds of names on a node of a large cluster) go only
+   * in a beat after they changed and in every `LEADS_EVERY_BEATS`th beat; the other beats leave
+   * them out and receivers keep the last list they got.
+   */
   private beat(): void {
-    const info: MemberInfo = {
-      ...this.describe(),
+    const { leads: all, ...rest } = this.describe()
+    const leads = all.slice(0, this.leadsPerHeartbeatMax)
+    const key = leads.join('\0')
+    const withLeads = key !== this.leadsSent || this.beats % LEADS_EVERY_BEATS === 0
+    this.beats++
+    this.leadsSent = key
+    const info: HeartbeatInfo = {
+      ...rest,
       peer: this.self,
       addrs: this.host.getMultiaddrs().map((a) => a.toString()),
       incarnation: this.incarnation,
+      ...(withLeads ? { leads } : {}),
     }
-    info.leads = info.leads.slice(0, this.leadsPerHeartbeatMax)
     this.host.services.pubsub.publish(MEMBERSHIP_TOPIC, pack(info)).then(
       () => {
         this.counters.published++
@@ -175,18 +201,18 @@ export class Membership {
   }
 
   private receive(data: Uint8Array): void {
-    let info: MemberInfo
+    let info: HeartbeatInfo
     try {
-      info = unpack(data) as MemberInfo
+      info = unpack(data) as HeartbeatInfo
     } catch {
       return
     }
-    if (!isMemberInfo(info) || info.peer === this.self) return
+    if (!isHeartbeat(info) || info.peer === this.self) return
     const known = this.members.get(info.peer)
     if (known && info.incarnation < known.incarnation) return // news from an older life
     if (!known) {
       this.evictIfFull()
-      const member: Member = { ...info, state: 'alive', lastSeenMs: this.now() }
+      const member: Member = { leads: [], ...info, state: 'alive', lastSeenMs: this.now() }
       this.members.set(info.peer, member)
       this.dialNew(member)
       this.emit({ member, previous: 'unknown' })
@@ -223,16 +249,31 @@ export class Membership {
 
   /** Connects to a member we only heard about through gossip, so the mesh fills in. */
   private dialNew(member: Member): void {
-    const peerId = this.host.getConnections().find((c) => c.remotePeer.toString() === member.peer)
-    if (peerId || member.addrs.length === 0) return
-    const addrs = member.addrs.map((a) => multiaddr(a.includes('/p2p/') ? a : `${a}/p2p/${member.peer}`))
+    this.dial(member.peer, member.addrs)
+  }
+
+  private dial(peer: string, addrs: string[]): void {
+    const connected = this.host.getConnections().some((c) => c.remotePeer.toString() === peer)
+    if (connected || addrs.length === 0) return
+    let targets: ReturnType<typeof multiaddr>[]
+    try {
+      targets = addrs.map((a) => multiaddr(a.includes('/p2p/') ? a : `${a}/p2p/${peer}`))
+    } catch {
+      return
+    }
     void this.host
-      .dial(addrs)
-      .catch((e: unknown) => this.log.debug({ peer: member.peer, err: String(e) }, 'dial failed'))
+      .dial(targets)
+      .catch((e: unknown) => this.log.debug({ peer, err: String(e) }, 'dial failed'))
   }
 }
 
-function isMemberInfo(v: unknown): v is MemberInfo {
+/** A heartbeat on the wire: `leads` may be left out (unchanged since the last beat that had it). */
+type HeartbeatInfo = Omit<MemberInfo, 'leads'> & { leads?: string[] }
+
+/** Heartbeats between which a node repeats its unchanged list of groups led (5 s at 500 ms). */
+const LEADS_EVERY_BEATS = 10
+
+function isHeartbeat(v: unknown): v is HeartbeatInfo {
   if (typeof v !== 'object' || v === null) return false
   const m = v as Record<string, unknown>
   return (
@@ -242,6 +283,6 @@ function isMemberInfo(v: unknown): v is MemberInfo {
     typeof m.gateway === 'string' &&
     typeof m.incarnation === 'number' &&
     typeof m.load === 'number' &&
-    Array.isArray(m.leads)
+    (m.leads === undefined || (Array.isArray(m.leads) && m.leads.every((g) => typeof g === 'string')))
   )
 }

@@ -307,7 +307,16 @@ export async function startMeshNode(
   const server = createGateway({
     peer: self,
     addrs: () => host.getMultiaddrs().map(String),
-    status: () => ({ peer: self, system: sys.status(), rttMs: rtt.snapshot(), ws: ws.stats() }),
+    status: () => {
+      const { groups, activeGroups } = driver.stats()
+      return {
+        peer: self,
+        system: sys.status(),
+        raft: { groups, activeGroups },
+        rttMs: rtt.snapshot(),
+        ws: ws.stats(),
+      }
+    },
     members: () => ({
       self: { peer: self, addrs: host.getMultiaddrs().map(String) },
       members: membership.list().map((m) => ({

@@ -58,6 +58,9 @@ class NotLeaderError extends Error {
  * rule). The leader records the node in the catalog, adds it as a learner, and promotes learners
  * that have caught up while there are fewer than `SYSTEM_VOTERS_MAX` voters.
  */
+/** How often the rounds look at every namespace when neither the catalog nor membership changed. */
+const SCAN_EVERY_MS = 2_000
+
 export class SystemService {
   readonly catalog = new Catalog()
   private timer: NodeJS.Timeout | undefined
@@ -70,6 +73,8 @@ export class SystemService {
   /** When each member was first seen not alive (local clock), for the repair timeout. */
   private readonly downSince = new Map<string, number>()
   private balanceAfterMs = 0
+  /** What the last full round saw: scans of every namespace run again when it changed, or after `SCAN_EVERY_MS`. */
+  private scanned = { catalogIndex: -1, atMs: 0, membership: true }
   /** Serves and pulls namespace snapshots (`ns.snap.*`). */
   private readonly snapshots: NamespaceSnapshots
 
@@ -84,6 +89,9 @@ export class SystemService {
     options: SystemOptions = {},
   ) {
     this.intervalMs = options.intervalMs ?? 300
+    membership.onChange(() => {
+      this.scanned.membership = true
+    })
     this.replicaDeadTimeoutMs = options.replicaDeadTimeoutMs ?? 10_000
     rpc.handle('ns.conf', (_from, payload) => this.handleNamespaceConf(payload))
     rpc.handle('ns.status', async (_from, payload) => this.handleNamespaceStatus(payload))
@@ -306,11 +314,20 @@ export class SystemService {
     try {
       if (!this.joined) await this.tryJoin()
       else {
-        this.hosting.reconcile(this.catalog.namespaces)
-        if (this.driver.status(SYSTEM_GROUP).role === Role.Leader) {
-          await this.upkeep()
-          await this.repairNamespaces()
-          await this.balance()
+        const leader = this.driver.status(SYSTEM_GROUP).role === Role.Leader
+        if (leader) await this.upkeep()
+        // Hosting, repair and balancing look at every namespace: with nothing new in the catalog
+        // or membership they run every SCAN_EVERY_MS, not every round (1,000 idle namespaces:
+        // these scans were most of an idle node's own CPU).
+        const now = Date.now()
+        const s = this.scanned
+        if (s.membership || s.catalogIndex !== this.catalog.appliedIndex || now - s.atMs >= SCAN_EVERY_MS) {
+          this.scanned = { catalogIndex: this.catalog.appliedIndex, atMs: now, membership: false }
+          this.hosting.reconcile(this.catalog.namespaces)
+          if (leader) {
+            await this.repairNamespaces()
+            await this.balance()
+          }
         }
       }
     } catch (e) {

@@ -20,6 +20,8 @@ import type { BenchFigure, BenchGroup } from '../types.js'
 const createsInFlightMax = 16
 /** Time given to the groups to quiesce (about 1 s of idle ticks) before measuring. */
 const settleMs = 5_000
+/** Longest wait, after that, for every node to report at most `_system` as an active group. */
+const quiesceWaitMs = 60_000
 /** Longest wait for every node to host every namespace. */
 const hostedWaitMs = 600_000
 /** Longest wait for leader balancing; the CPU is measured anyway after it (and said so). */
@@ -158,6 +160,25 @@ async function waitBalanced(
   return { led, ok }
 }
 
+/**
+ * Waits until no node has more than one active (unquiesced) Raft group — `_system`, whose leader
+ * keeps it awake — or `quiesceWaitMs` passes; returns each node's count at the end. Groups that
+ * just changed leader are awake until their first idle second passes: that is settling, not idle.
+ */
+async function waitQuiesced(nodes: ClusterNode[]): Promise<number[]> {
+  const deadline = performance.now() + quiesceWaitMs
+  for (;;) {
+    const active = await Promise.all(
+      nodes.map(
+        async (n) =>
+          ((await getJson(`${n.url}/v1/status`)) as { raft: { activeGroups: number } }).raft.activeGroups,
+      ),
+    )
+    if (active.every((a) => a <= 1) || performance.now() > deadline) return active
+    await new Promise((r) => setTimeout(r, 1_000))
+  }
+}
+
 /** CPU of each process over `windowMs`, in percent of one core, and the Raft step-downs logged meanwhile. */
 async function idleCpu(
   nodes: ClusterNode[],
@@ -227,6 +248,11 @@ const run: BenchGroup = async ({ quick, log: say }) => {
     )
 
     await new Promise((r) => setTimeout(r, settleMs))
+    const quiesceStart = performance.now()
+    const active = await waitQuiesced(nodes)
+    say(
+      `active Raft groups per node ${active.join('/')} after ${((performance.now() - quiesceStart) / 1_000).toFixed(0)} s more`,
+    )
     const { pct, stepDowns } = await idleCpu(nodes, windowMs)
     const rss = await Promise.all(nodes.map((n) => rssMb(n.proc.pid!)))
     const load = (await readFile('/proc/loadavg', 'utf8')).split(' ')[0]

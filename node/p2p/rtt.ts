@@ -62,7 +62,9 @@ export class RttTable {
     private readonly log: Logger,
     options: RttOptions = {},
   ) {
-    this.intervalMs = options.intervalMs ?? 2_000
+    // Each ping opens a libp2p stream (protocol negotiation included): every 5 s, not 2, keeps an
+    // idle node's CPU down; round-trip times on a LAN change more slowly than that.
+    this.intervalMs = options.intervalMs ?? 5_000
     this.timeoutMs = options.timeoutMs ?? 2_000
     this.pingsInFlightMax = options.pingsInFlightMax ?? 8
     this.alpha = options.alpha ?? 0.3

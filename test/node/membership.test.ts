@@ -21,10 +21,15 @@ interface TestNode {
 
 const nodes: TestNode[] = []
 
-async function startNode(seeds: string[], reuseDir?: string, listen?: string[]): Promise<TestNode> {
+async function startNode(
+  seeds: string[],
+  reuseDir?: string,
+  listen?: string[],
+  leads: () => string[] = () => [],
+): Promise<TestNode> {
   const dir = reuseDir ?? (await mkdtemp(join(tmpdir(), 'am-member-')))
   const host = await createHost({ dataDir: dir, seeds, ...(listen ? { listen } : {}) })
-  const membership = new Membership(host, () => ({ gateway: '', load: 0, leads: [] }), Date.now(), log)
+  const membership = new Membership(host, () => ({ gateway: '', load: 0, leads: leads() }), Date.now(), log)
   const seedDialer = new SeedDialer(host, seeds, log)
   seedDialer.start()
   const node: TestNode = { host, membership, seedDialer, changes: [], dir, stopped: false }
@@ -50,6 +55,20 @@ afterEach(async () => {
 })
 
 describe('gossiped membership over real libp2p', () => {
+  it('keeps the groups a member leads across beats that leave them out, and sees changes', async () => {
+    let led = ['g1', 'g2']
+    const a = await startNode([], undefined, undefined, () => led)
+    const b = await startNode([a.host.getMultiaddrs()[0]!.toString()])
+    const aId = a.host.peerId.toString()
+    await waitFor(() => b.membership.get(aId)?.leads.join() === 'g1,g2', 'b to learn what a leads')
+    // Most beats now carry no list (it did not change): b keeps the last one.
+    const beats = a.membership.counters.published
+    await waitFor(() => a.membership.counters.published >= beats + 12, 'a dozen more beats')
+    expect(b.membership.get(aId)?.leads).toEqual(['g1', 'g2'])
+    led = ['g3']
+    await waitFor(() => b.membership.get(aId)?.leads.join() === 'g3', 'b to see the change at the next beat')
+  })
+
   it('reaches a seed that starts after the node (the seed dialer retries)', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'am-member-'))
     const seedHost = await createHost({ dataDir: dir })
