@@ -4,7 +4,7 @@
  */
 import type { FaultTable } from '../node/chaos.js'
 import type { ChaosCluster, ChaosNode } from './cluster.js'
-import { getJson } from './http.js'
+import { getJson, sendJson } from './http.js'
 import type { Random } from './random.js'
 
 /** What a nemesis may use. */
@@ -199,7 +199,7 @@ export const faults: Record<string, Fault> = {
   churn: {
     name: 'churn',
     description:
-      'add a new node under load, then (when the fault ends) remove an old one for good with kill -9 — the cluster has no node removal, so the dead node stays a member; a node is removed only if every group keeps a live majority',
+      'add a new node under load, then (when the fault ends) remove an old one for good: kill -9, then DELETE /v1/members/{peer} through a live node (out of _system and the catalog; its replicas are replaced at once); a node is removed only if every group keeps a live majority',
     async inject(ctx) {
       if (ctx.cluster.up().length >= ctx.nodesMax) return undefined
       const added = await ctx.cluster.add()
@@ -207,7 +207,21 @@ export const faults: Record<string, Fault> = {
         detail: `added ${label(added)}`,
         heal: async () => {
           const victim = await removable(ctx, added)
-          if (victim) await ctx.cluster.kill(victim, true)
+          if (!victim) return
+          await ctx.cluster.kill(victim, true)
+          // The removal goes through the _system leader; retry while it moves or is unknown.
+          const deadline = Date.now() + 15_000
+          while (Date.now() < deadline) {
+            const via = ctx.cluster.up()[0]
+            if (!via) return
+            const r = await sendJson(
+              `${via.url}/v1/members/${encodeURIComponent(victim.peer)}`,
+              'DELETE',
+              {},
+            ).catch(() => undefined)
+            if (r?.status === 200 || r?.status === 404) return
+            await new Promise((resolve) => setTimeout(resolve, 250))
+          }
         },
       }
     },

@@ -54,6 +54,14 @@ export class NotAppliedError extends NodeError {
   }
 }
 
+/** Neither `_system` nor the catalog knows a node of that peer id. */
+export class NodeNotFoundError extends NodeError {
+  override name = 'NodeNotFoundError'
+  constructor(peer: string) {
+    super('ACTORMESH_NODE_NOT_FOUND', `No node '${peer}' in the cluster`, false)
+  }
+}
+
 /** The catalog has no namespace of that name. */
 export class NamespaceNotFoundError extends NodeError {
   override name = 'NamespaceNotFoundError'

@@ -38,6 +38,8 @@ export interface GatewayDeps {
   namespaces: () => Array<{ name: string }>
   createNamespace: (name: string, replicationFactor: number) => Promise<unknown>
   deleteNamespace: (name: string) => Promise<unknown>
+  /** Removes a node from the cluster for good (`_system` and the catalog). */
+  removeNode: (peer: string) => Promise<unknown>
   readiness: () => Readiness
   router: CallRouter
   /** Bytes of a call's payload. */
@@ -111,6 +113,12 @@ const ROUTES: Route[] = [
     path: new RegExp(`^${NS}/([^/]+)/actors/([^/]+)/([^/]+)$`),
     access: ofNamespace,
     run: callActor,
+  },
+  {
+    method: 'DELETE',
+    path: /^\/v1\/members\/([^/]+)$/,
+    access: admin,
+    run: async (c, [peer]) => c.send(200, await c.deps.removeNode(peer!)),
   },
   { method: 'POST', path: /^\/v1\/tokens$/, access: admin, run: createToken },
   { method: 'GET', path: /^\/v1\/tokens$/, access: admin, run: (c) => c.send(200, tokens(c).list()) },
@@ -377,6 +385,7 @@ const STATUS: Record<string, number> = {
   ACTORMESH_BODY_TOO_LARGE: 413,
   ACTORMESH_NAMESPACE_NOT_FOUND: 404,
   ACTORMESH_TOKEN_NOT_FOUND: 404,
+  ACTORMESH_NODE_NOT_FOUND: 404,
   ACTORMESH_TOKENS_MAX: 409,
   ACTORMESH_UNAUTHENTICATED: 401,
   ACTORMESH_FORBIDDEN: 403,

@@ -336,6 +336,7 @@ export async function startMeshNode(
       })),
     createNamespace: (name, rf) => sys.createNamespace(name, rf),
     deleteNamespace: (name) => sys.deleteNamespace(name),
+    removeNode: (peer) => sys.removeNode(peer),
     readiness: () => sys.readiness(),
     authorize: (req, access) => auth.authorize(req, access),
     tokens: new TokenAdmin({ submit, tokens, namespaceExists: (name) => sys.catalog.namespaces.has(name) }),

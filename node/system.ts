@@ -9,7 +9,7 @@ import {
   SYSTEM_GROUP,
   validateCommand,
 } from './catalog.js'
-import { NamespaceNotFoundError } from './errors.js'
+import { NamespaceNotFoundError, NodeError, NodeNotFoundError } from './errors.js'
 import type { Membership } from './membership.js'
 import type { NamespaceHooks, NamespaceStateMachine } from './namespace-group.js'
 import { NamespaceHosting } from './namespace-hosting.js'
@@ -100,6 +100,7 @@ export class SystemService {
     rpc.handle('sys.ns.create', (_from, payload) => this.handleCreate(payload))
     rpc.handle('sys.module', (_from, payload) => this.handleModule(payload))
     rpc.handle('sys.catalog', (_from, payload) => this.handleSubmit(payload))
+    rpc.handle('sys.node.remove', (_from, payload) => this.handleRemoveNode(payload))
     this.snapshots = new NamespaceSnapshots(
       self,
       rpc,
@@ -180,6 +181,49 @@ export class SystemService {
     if (!st || st.role !== Role.Leader) throw new NotLeaderError(st?.lead ?? '')
     const index = await this.driver.propose(SYSTEM_GROUP, encodeCommand(command))
     return this.catalog.result(index) ?? { ok: true }
+  }
+
+  /**
+   * Removes a node for good (decommission): out of `_system`'s voters or learners and out of the
+   * catalog, through the `_system` leader. Namespace repair then replaces its replicas at once (a
+   * node outside `_system` counts as dead). Stop the node first — SIGTERM hands its leaderships
+   * over — and do not restart it on its data. Refused for the `_system` leader itself, and when
+   * `_system` would be left without a live majority.
+   */
+  async removeNode(peer: string): Promise<{ removed: string }> {
+    const st = this.status()
+    if (st.joined && st.leader === this.self) return this.handleRemoveNode({ peer })
+    if (!st.leader) throw new NotLeaderError('')
+    return (await this.rpc.request(st.leader, 'sys.node.remove', { peer }, { timeoutMs: 15_000 })) as {
+      removed: string
+    }
+  }
+
+  private async handleRemoveNode(payload: unknown): Promise<{ removed: string }> {
+    const { peer } = (payload ?? {}) as { peer?: unknown }
+    if (typeof peer !== 'string' || peer.length === 0 || peer.length > 128)
+      throw new TypeError("Cannot remove a node: 'peer' must be a peer id")
+    const st = this.joined ? this.driver.status(SYSTEM_GROUP) : undefined
+    if (!st || st.role !== Role.Leader) throw new NotLeaderError(st?.lead ?? '')
+    const conflict = (why: string) =>
+      new NodeError('ACTORMESH_CONFLICT', `Cannot remove node '${peer}': ${why}`, false)
+    if (peer === this.self)
+      throw conflict(`it leads ${SYSTEM_GROUP}; stop it (SIGTERM hands the leadership over) and ask again`)
+    const member = st.conf.voters.includes(peer) || st.conf.learners.includes(peer)
+    if (!member && !this.catalog.nodes.has(peer)) throw new NodeNotFoundError(peer)
+    if (st.conf.voters.includes(peer)) {
+      const rest = st.conf.voters.filter((p) => p !== peer)
+      const live = rest.filter((p) => p === this.self || this.membership.get(p)?.state === 'alive')
+      if (live.length < Math.floor(rest.length / 2) + 1)
+        throw conflict(`${SYSTEM_GROUP} would be left with ${live.length} live of ${rest.length} voters`)
+    }
+    if (member)
+      await this.driver.proposeConfChange(SYSTEM_GROUP, { type: ConfChangeType.RemoveNode, node: peer })
+    if (this.catalog.nodes.has(peer))
+      await this.driver.propose(SYSTEM_GROUP, encodeCommand({ op: 'node-remove', peer }))
+    this.scanned.membership = true
+    this.log.info({ peer }, 'removed node from the cluster')
+    return { removed: peer }
   }
 
   /** Records a namespace's deployed module hash in the catalog (through the `_system` leader). */

@@ -23,6 +23,7 @@ async function gateway(overrides: Partial<GatewayDeps>): Promise<string> {
     namespaces: () => [{ name: 'chat' }],
     createNamespace: async (name) => ({ name }),
     deleteNamespace: async (name) => ({ deleted: name }),
+    removeNode: async (peer) => ({ removed: peer }),
     readiness: () => ({ ready: true, missing: [] }),
     router: {} as CallRouter,
     payloadBytesMax: 1024,
