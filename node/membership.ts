@@ -87,8 +87,18 @@ export class Membership {
   private readonly onSubscription = (
     evt: CustomEvent<{ subscriptions: Array<{ topic: string; subscribe: boolean }> }>,
   ): void => {
-    if (evt.detail.subscriptions.some((s) => s.topic === MEMBERSHIP_TOPIC && s.subscribe)) this.beatSoon()
+    if (evt.detail.subscriptions.some((s) => s.topic === MEMBERSHIP_TOPIC && s.subscribe)) {
+      this.introduce = true
+      this.beatSoon()
+    }
   }
+  /**
+   * The next beat also lists the members alive with their addresses: a peer that just connected
+   * dials them all at once. Gossip is off (node/p2p/host.ts), and a node restarted on its data
+   * (same peer id, new port) is kept out of its seed's mesh for a while by gossipsub's prune
+   * backoff: without this it heard of no other member, and none learned its new address.
+   */
+  private introduce = false
 
   constructor(
     private readonly host: Host,
@@ -172,12 +182,19 @@ export class Membership {
     const withLeads = key !== this.leadsSent || this.beats % LEADS_EVERY_BEATS === 0
     this.beats++
     this.leadsSent = key
+    const known = this.introduce
+      ? this.alive()
+          .slice(0, INTRODUCED_MAX)
+          .map((m) => ({ peer: m.peer, addrs: m.addrs }))
+      : []
+    this.introduce = false
     const info: HeartbeatInfo = {
       ...rest,
       peer: this.self,
       addrs: this.host.getMultiaddrs().map((a) => a.toString()),
       incarnation: this.incarnation,
       ...(withLeads ? { leads } : {}),
+      ...(known.length > 0 ? { known } : {}),
     }
     this.host.services.pubsub.publish(MEMBERSHIP_TOPIC, pack(info)).then(
       () => {
@@ -208,6 +225,8 @@ export class Membership {
       return
     }
     if (!isHeartbeat(info) || info.peer === this.self) return
+    // Members it introduces are dialled, not taken as alive: only their own beats do that.
+    for (const k of info.known ?? []) if (k.peer !== this.self) this.dial(k.peer, k.addrs)
     const known = this.members.get(info.peer)
     if (known && info.incarnation < known.incarnation) return // news from an older life
     if (!known) {
@@ -268,7 +287,14 @@ export class Membership {
 }
 
 /** A heartbeat on the wire: `leads` may be left out (unchanged since the last beat that had it). */
-type HeartbeatInfo = Omit<MemberInfo, 'leads'> & { leads?: string[] }
+type HeartbeatInfo = Omit<MemberInfo, 'leads'> & {
+  leads?: string[]
+  /** Members introduced to a peer that just connected (see `introduce`). */
+  known?: Array<{ peer: string; addrs: string[] }>
+}
+
+/** Members one heartbeat introduces at most. */
+const INTRODUCED_MAX = 64
 
 /** Heartbeats between which a node repeats its unchanged list of groups led (5 s at 500 ms). */
 const LEADS_EVERY_BEATS = 10
@@ -283,6 +309,14 @@ function isHeartbeat(v: unknown): v is HeartbeatInfo {
     typeof m.gateway === 'string' &&
     typeof m.incarnation === 'number' &&
     typeof m.load === 'number' &&
-    (m.leads === undefined || (Array.isArray(m.leads) && m.leads.every((g) => typeof g === 'string')))
+    (m.leads === undefined || (Array.isArray(m.leads) && m.leads.every((g) => typeof g === 'string'))) &&
+    (m.known === undefined ||
+      (Array.isArray(m.known) && m.known.length <= INTRODUCED_MAX && m.known.every(isIntroduced)))
   )
+}
+
+function isIntroduced(k: unknown): k is { peer: string; addrs: string[] } {
+  if (typeof k !== 'object' || k === null) return false
+  const { peer, addrs } = k as { peer?: unknown; addrs?: unknown }
+  return typeof peer === 'string' && Array.isArray(addrs) && addrs.every((a) => typeof a === 'string')
 }

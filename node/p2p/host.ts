@@ -74,13 +74,19 @@ export async function createHost(init: HostOptions, options?: { signal?: AbortSi
     services: {
       identify: identify(),
       ping: ping(),
-      // Gossipsub's heartbeat grafts peers into the mesh and sends IHAVE gossip; 500 ms keeps a
-      // joining node known cluster-wide within membership.join_ms <= 2,000 (it was 250 ms, a steady
-      // cost on every idle node). Gossip stays on: a restarted node (same peer id, new port) is
-      // kept out of its seed's mesh by the prune backoff, and only gossip tells it of the other
-      // members, whom it must dial so that they learn its new address. Turning gossip off left
-      // such a node alone for a minute (test/node/namespace-snapshot.test.ts, under load).
-      pubsub: gossipsub({ allowPublishToZeroTopicPeers: true, emitSelf: false, heartbeatInterval: 500 }),
+      // Every node dials every member, and its own heartbeats are flood-published to all of them:
+      // no IHAVE/IWANT gossip is needed, and gossip handed out old heartbeats late (a stopped node
+      // looked alive up to 1.6 s longer: dead_ms 3,063-4,060). A node that just connected is
+      // introduced to the other members by the next heartbeat instead (node/membership.ts). The
+      // gossipsub heartbeat grafts a new peer into the mesh; 500 ms keeps membership.join_ms
+      // <= 2,000 (it was 250 ms, a steady cost on every idle node).
+      pubsub: gossipsub({
+        allowPublishToZeroTopicPeers: true,
+        emitSelf: false,
+        heartbeatInterval: 500,
+        Dlazy: 0,
+        gossipFactor: 0,
+      }),
     },
   })
 }
