@@ -32,20 +32,25 @@ describe('graceful shutdown across three node processes', () => {
     await createNamespace(first, 'counters')
     await deploy(first, 'counters', await exampleModule('counter'))
     await call(first, 'counters', 'c1', 'increment', '', { key: 'inc-0' })
-    const leaderPeer = await waitFor(
-      async () => (await leaderOf(first, 'counters')) || undefined,
-      () => 'counters to have a leader',
-    )
-    const victim = cluster.nodes.find((n) => n.peer === leaderPeer)!
-    const others = cluster.nodes.filter((n) => n !== victim)
+    const leaderNode = async () => {
+      const peer = await waitFor(
+        async () => (await leaderOf(first, 'counters')) || undefined,
+        () => 'counters to have a leader',
+      )
+      return cluster.nodes.find((n) => n.peer === peer)!
+    }
+    let victim = await leaderNode()
 
-    // One client increments through the two other nodes throughout, each call with its own
-    // idempotency key (a call retried after a 503 runs once), so every reply is the next count.
+    // One client increments through the nodes that are not the victim throughout, each call with
+    // its own idempotency key (a call retried after a 503 runs once), so every reply is the next count.
     const replies = [1]
     let stopClient = false
     const client = (async () => {
       for (let i = 1; !stopClient; i++) {
-        const a = await call(others[i % 2]!, 'counters', 'c1', 'increment', '', { key: `inc-${i}` })
+        const others = cluster.nodes.filter((n) => n !== victim)
+        const a = await call(others[i % others.length]!, 'counters', 'c1', 'increment', '', {
+          key: `inc-${i}`,
+        })
         replies.push(Number(a.body))
       }
     })()
@@ -53,6 +58,9 @@ describe('graceful shutdown across three node processes', () => {
       () => replies.length >= 10,
       () => `10 increments before the SIGTERM (have ${replies.length})`,
     )
+    // The balancer may have moved the leadership meanwhile: stop whoever leads it now.
+    victim = await leaderNode()
+    const others = cluster.nodes.filter((n) => n !== victim)
     const code = await cluster.terminate(victim)
     const atExit = replies.length
     await waitFor(
