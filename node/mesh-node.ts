@@ -380,7 +380,10 @@ export async function startMeshNode(
     // The ticker keeps running: a transfer needs ticks to finish (or to time out and be asked again).
     const result = await moveLeaderships(
       driver,
-      (peer) => membership.get(peer)?.state === 'alive',
+      // A suspect peer is most likely alive but slow (a loaded machine misses a beat or two): a
+      // transfer to it that fails times out in Raft and is asked again, whereas skipping it kept
+      // the leadership here and the stop made the group elect anew.
+      (peer) => membership.get(peer)?.state !== 'dead' && membership.get(peer) !== undefined,
       drainOptions?.timeoutMs ?? DRAIN_TIMEOUT_MS,
       drainOptions?.signal,
     )
