@@ -233,7 +233,7 @@ export class Membership {
       this.evictIfFull()
       const member: Member = { leads: [], ...info, state: 'alive', lastSeenMs: this.now() }
       this.members.set(info.peer, member)
-      this.dialNew(member)
+      this.dial(member.peer, member.addrs)
       this.emit({ member, previous: 'unknown' })
       // Answer a newcomer at once rather than at the next beat, so it learns of us sooner.
       this.beatSoon()
@@ -267,10 +267,6 @@ export class Membership {
   }
 
   /** Connects to a member we only heard about through gossip, so the mesh fills in. */
-  private dialNew(member: Member): void {
-    this.dial(member.peer, member.addrs)
-  }
-
   private dial(peer: string, addrs: string[]): void {
     const connected = this.host.getConnections().some((c) => c.remotePeer.toString() === peer)
     if (connected || addrs.length === 0) return
