@@ -145,6 +145,9 @@ export const Role = {
 } as const
 export type Role = (typeof Role)[keyof typeof Role]
 
+/** Lower-case names of the roles, indexed by `Role` (for logs and metrics labels). */
+export const ROLE_NAMES = ['follower', 'candidate', 'pre-candidate', 'leader'] as const
+
 /** Volatile state that is useful to the application but never persisted. */
 export interface SoftState {
   lead: NodeId

@@ -4,7 +4,7 @@ import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { Logger } from 'pino'
 import { Registry } from 'prom-client'
-import { createMultiRaft, type MultiRaft, NONE, type Status } from '../consensus/index.js'
+import { createMultiRaft, type MultiRaft, NONE, ROLE_NAMES, type Status } from '../consensus/index.js'
 import { openRaftLogStore } from '../storage/index.js'
 import { ActorHost, type ActorHostOptions } from './actor-host.js'
 import { Authenticator, keepBootstrapToken, readAdminTokenFile, TokenAdmin } from './auth.js'
@@ -79,6 +79,8 @@ export interface DrainResult {
   /** Groups still led here when it ended: no live voter to move to, or the timeout passed. */
   kept: number
   elapsedMs: number
+  /** For each group kept: its voters' membership states as this node saw them at the end. */
+  keptVoters?: Record<string, Record<string, string>>
 }
 
 /** A running mesh node. */
@@ -384,6 +386,7 @@ export async function startMeshNode(
       // transfer to it that fails times out in Raft and is asked again, whereas skipping it kept
       // the leadership here and the stop made the group elect anew.
       (peer) => membership.get(peer)?.state !== 'dead' && membership.get(peer) !== undefined,
+      (peer) => membership.get(peer)?.state ?? 'unknown',
       drainOptions?.timeoutMs ?? DRAIN_TIMEOUT_MS,
       drainOptions?.signal,
     )
@@ -440,6 +443,7 @@ export async function startMeshNode(
 async function moveLeaderships(
   driver: MultiRaft,
   isAlive: (peer: string) => boolean,
+  stateOf: (peer: string) => string,
   timeoutMs: number,
   signal: AbortSignal | undefined,
 ): Promise<DrainResult> {
@@ -459,6 +463,12 @@ async function moveLeaderships(
         handedBack.set(g, (handedBack.get(g) ?? new Set()).add(last.peer))
         handedTo.delete(g)
       }
+      // Led by the driver's last Ready but no longer a leader in Raft (it stepped down and is
+      // campaigning, say, on a loaded machine): neither movable nor stuck yet; look again.
+      if (!status.progress) {
+        movable++
+        continue
+      }
       const back = handedBack.get(g)
       const to = transferTarget(status, (peer) => isAlive(peer) && !back?.has(peer))
       if (to === undefined) continue
@@ -471,11 +481,24 @@ async function moveLeaderships(
     await sleep(DRAIN_POLL_MS, undefined, signal ? { signal } : {})
   }
   const still = new Set(leaderships(driver))
-  return {
+  const result: DrainResult = {
     moved: ledAtStart.filter((g) => !still.has(g)).length,
     kept: still.size,
     elapsedMs: Math.round(performance.now() - started),
   }
+  if (still.size > 0) {
+    // What an operator needs to see why: the voters of each kept group and how membership saw them.
+    result.keptVoters = {}
+    for (const g of still) {
+      const status = driver.status(g)
+      const voters = status.conf.voters.filter((p) => p !== driver.id)
+      result.keptVoters[g] = {
+        role: ROLE_NAMES[status.role],
+        ...Object.fromEntries(voters.map((p) => [p, stateOf(p)])),
+      }
+    }
+  }
+  return result
 }
 
 /**

@@ -9,7 +9,7 @@
  */
 import type { IncomingMessage, Server, ServerResponse } from 'node:http'
 import { Counter, Gauge, Histogram, Registry } from 'prom-client'
-import type { MultiRaft } from '../consensus/index.js'
+import { type MultiRaft, ROLE_NAMES } from '../consensus/index.js'
 import type { LogStore } from '../consensus/types.js'
 import type { CallRequest } from './actor-host.js'
 import type { CallOutcome } from './router.js'
@@ -42,7 +42,6 @@ export interface MetricsSources {
 const SECONDS_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
 
 /** Roles as `Status.role` numbers them (consensus/types.ts `Role`). */
-const ROLE_NAMES = ['follower', 'candidate', 'pre-candidate', 'leader']
 
 /** A gauge whose value is read at scrape time. */
 function gauge(registry: Registry, name: string, help: string, read: () => number): Gauge {

@@ -97,7 +97,6 @@ describe('graceful shutdown across three node processes', () => {
     expect(drained, victim.output().slice(-4_000)).toBeDefined()
     expect(drained!.moved, JSON.stringify(drained)).toBeGreaterThanOrEqual(1)
     expect(drained!.kept).toBe(0)
-    console.log('DRAINED', JSON.stringify(drained), replies.length, atExit)
 
     // Both remaining nodes name the same new leader, one of them.
     const next = await waitFor(
