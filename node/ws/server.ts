@@ -372,7 +372,6 @@ class Connection implements FeedClient {
     this.close(code, 'bad frame')
   }
 
-  /** Sends unless the socket's unsent bytes would pass `sendQueueBytesMax` (one frame always fits). */
   /**
    * Sends unless the socket's unsent bytes would pass `sendQueueBytesMax` (one frame always fits
    * an empty queue). A frame built once for every socket is written to the socket as it is: `ws`
