@@ -101,7 +101,9 @@ export async function createNamespaceSnapshot(
     try {
       await guard(store.dbConfig, () => db.execute({ sql: 'VACUUM INTO ?', args: [tmp] }))
     } finally {
-      await guard(store.dbConfig, () => db.execute('PRAGMA synchronous=FULL'))
+      // Back to the store's own mode (NORMAL unless configured FULL), not a fixed one.
+      const mode = store.config.synchronous === 'full' ? 'FULL' : 'NORMAL'
+      await guard(store.dbConfig, () => db.execute(`PRAGMA synchronous=${mode}`))
     }
     return store.applied()
   })

@@ -79,6 +79,17 @@ describe('namespace snapshots', () => {
     expect(await dst.get('a', 'after')).toEqual(new Uint8Array([1]))
   })
 
+  it('leaves the database in its own synchronous mode after the copy (NORMAL by default)', async () => {
+    const src = await open('src')
+    await fill(src, 5, 3)
+    const mode = async () => Number((await src.db().execute('PRAGMA synchronous')).rows[0]![0])
+    const before = await mode()
+    expect(before).toBe(1) // NORMAL
+    const snap = await createNamespaceSnapshot(src)
+    await snap.discard()
+    expect(await mode()).toBe(before)
+  })
+
   it('snapshots exactly the applied point even while batches keep arriving', async () => {
     const src = await open('src')
     await fill(src, 7, 5)
