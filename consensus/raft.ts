@@ -189,10 +189,14 @@ export class RawNode {
     const unstable = r.log.unstable.entries
     const entries = unstable.length === 0 ? [] : unstable.slice()
     const snapshot = r.log.unstable.snapshot
+    const early =
+      this.prevSoft.role === Role.Leader && soft.role === Role.Leader && hard.term === this.prevHard.term
+    const messages = early ? leaderMessagesFirst(r.msgs) : { messages: r.msgs, first: 0 }
     const rd: Ready = {
       entries,
       committedEntries: r.log.nextCommittedEntries(r.maxCommittedBytesPerReady),
-      messages: r.msgs,
+      messages: messages.messages,
+      sendBeforePersist: messages.first,
       readStates: r.readStates,
       // A received snapshot is acknowledged in this Ready's messages, so it must be durable first.
       mustSync:
@@ -270,4 +274,26 @@ function sameSoft(a: SoftState, b: SoftState): boolean {
 
 function sameHard(a: HardState, b: HardState): boolean {
   return a.term === b.term && a.vote === b.vote && a.commit === b.commit
+}
+
+/** Messages a leader may send while its own log write is still under way. */
+const LEADER_EARLY: ReadonlySet<MessageType> = new Set([
+  MessageType.App,
+  MessageType.Heartbeat,
+  MessageType.Snap,
+])
+
+/**
+ * A leader's appends, heartbeats and snapshots ahead of everything else in `msgs` (each kind in its
+ * order), and how many they are: thesis §10.2.1, the leader writes its log in parallel with
+ * replicating it. That is safe because it counts its own acknowledgment only once its entries are
+ * durable (`selfPersisted` in `advance`), and these messages carry no vote and no acknowledgment.
+ */
+function leaderMessagesFirst(msgs: Message[]): { messages: Message[]; first: number } {
+  let first = 0
+  for (const m of msgs) if (LEADER_EARLY.has(m.type)) first++
+  if (first === 0 || first === msgs.length) return { messages: msgs, first }
+  const messages = msgs.filter((m) => LEADER_EARLY.has(m.type))
+  for (const m of msgs) if (!LEADER_EARLY.has(m.type)) messages.push(m)
+  return { messages, first }
 }

@@ -170,6 +170,12 @@ export interface Ready {
   snapshot?: Snapshot
   committedEntries: Entry[]
   messages: Message[]
+  /**
+   * How many of `messages`, from the start, may be sent before `entries` and `hardState` are
+   * persisted (a leader's appends, heartbeats and snapshots); the rest only after. Sending all of
+   * them after persisting is always correct, only slower.
+   */
+  sendBeforePersist: number
   readStates: ReadState[]
   mustSync: boolean
 }

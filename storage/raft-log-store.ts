@@ -28,7 +28,7 @@ import {
 import { StorageClosedError } from './errors.js'
 import { crcGroupRow, crcSnapshotRow, loadGroups } from './raft-rows.js'
 import { insertSegment, type SegmentBounds, truncateSegments } from './raft-segments.js'
-import { checkpoint, type DbConfig, ensureSchema, guard, openDb, SerialLock, syncWal } from './sqlite.js'
+import { checkpoint, type DbConfig, ensureSchema, guard, openDb, SerialLock, WalSyncer } from './sqlite.js'
 
 /** Options of `openRaftLogStore`. */
 export interface RaftLogStoreConfig extends DbConfig {
@@ -79,7 +79,7 @@ export class RaftLogStore implements LogStore {
   transactionCount = 0
   /** WAL fsyncs (see the file comment); benchmarks report it. */
   syncCount = 0
-  private readonly walSync: { dirSynced?: boolean } = {}
+  private readonly walSync: WalSyncer
 
   /** @internal use `openRaftLogStore`. */
   constructor(
@@ -88,7 +88,9 @@ export class RaftLogStore implements LogStore {
     private readonly views: Map<string, MemoryStorage>,
     /** Bounds of each group's stored log segments (see raft-segments.ts). */
     private readonly segments: Map<string, SegmentBounds[]>,
-  ) {}
+  ) {
+    this.walSync = new WalSyncer(config.path)
+  }
 
   open(group: string, bootstrap?: ConfState): Storage {
     if (this.closed) throw new StorageClosedError(`raft log store '${this.config.path}'`)
@@ -200,6 +202,7 @@ export class RaftLogStore implements LogStore {
       } finally {
         this.closed = true
         this.client.close()
+        await this.walSync.close()
       }
     })
   }
@@ -223,7 +226,7 @@ export class RaftLogStore implements LogStore {
     this.unsaved.clear()
     this.transactionCount++
     if (!sync) return
-    await syncWal(this.config.path, this.walSync)
+    await this.walSync.sync()
     this.syncCount++
   }
 

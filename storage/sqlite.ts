@@ -4,7 +4,7 @@
  * SQLite's failures become typed errors, and a lock that keeps one writer at a time.
  */
 import { closeSync, openSync, readSync } from 'node:fs'
-import { open } from 'node:fs/promises'
+import { type FileHandle, open } from 'node:fs/promises'
 import { dirname } from 'node:path'
 import { type Client, createClient } from '@libsql/client'
 import { StorageCorruptionError, StorageKeyError } from './errors.js'
@@ -214,25 +214,61 @@ export async function ensureSchema(config: DbConfig, client: Client, statements:
  * before the call can be lost. Linux fsync covers the file's pages whichever descriptor wrote them.
  */
 export async function syncWal(path: string, state: { dirSynced?: boolean } = {}): Promise<void> {
-  let wal: Awaited<ReturnType<typeof open>>
-  try {
-    wal = await open(`${path}-wal`, 'r')
-  } catch (e) {
-    // No WAL: SQLite checkpointed it into the database (fsyncing both) and removed it.
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return
-    throw e
-  }
+  const wal = await openWal(path)
+  if (!wal) return
   try {
     await wal.datasync()
   } finally {
     await wal.close()
   }
-  if (state.dirSynced) return
+  if (!state.dirSynced) await syncDirOf(path)
+  state.dirSynced = true
+}
+
+/** The WAL of the database at `path`, open for fsync; undefined when there is none. */
+async function openWal(path: string): Promise<FileHandle | undefined> {
+  try {
+    return await open(`${path}-wal`, 'r')
+  } catch (e) {
+    // No WAL: SQLite checkpointed it into the database (fsyncing both) and removed it.
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined
+    throw e
+  }
+}
+
+async function syncDirOf(path: string): Promise<void> {
   const dir = await open(dirname(path), 'r')
   try {
     await dir.sync()
   } finally {
     await dir.close()
   }
-  state.dirSynced = true
+}
+
+/**
+ * `syncWal` for a database that stays open in one connection for the life of this object (the
+ * Raft log, synced on every turn that must sync): the WAL's descriptor is kept between syncs,
+ * which saves an open and a close on the thread pool per sync. SQLite removes the WAL file only
+ * when the last connection closes, and a TRUNCATE checkpoint only shortens it, so the kept
+ * descriptor names the live WAL until `close`. Call `close` before closing the connection.
+ */
+export class WalSyncer {
+  private wal: FileHandle | undefined
+  private dirSynced = false
+
+  constructor(private readonly path: string) {}
+
+  async sync(): Promise<void> {
+    this.wal ??= await openWal(this.path)
+    if (!this.wal) return
+    await this.wal.datasync()
+    if (!this.dirSynced) await syncDirOf(this.path)
+    this.dirSynced = true
+  }
+
+  async close(): Promise<void> {
+    const wal = this.wal
+    this.wal = undefined
+    await wal?.close()
+  }
 }

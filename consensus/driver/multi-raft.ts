@@ -434,12 +434,21 @@ class Driver implements MultiRaft, TransportHandler {
       writes.push(w)
     }
     if (writes.length > 0) {
+      // A leader's appends and heartbeats go out first: followers write while the leader does.
+      let early = 0
+      for (const [g, rd] of work) {
+        if (rd.sendBeforePersist === 0) continue
+        this.queueMessages(g, rd.messages.slice(0, rd.sendBeforePersist))
+        early++
+      }
+      if (early > 0) this.outbox.flush(false)
       this.persistCalls++
       await this.logStore.persist(writes, { sync })
     }
     for (const [g, rd] of work) {
       if (rd.softState && rd.softState.lead !== g.lead) this.leaderChanges++
-      this.queueMessages(g, rd.messages)
+      const sent = writes.length > 0 ? rd.sendBeforePersist : 0
+      this.queueMessages(g, sent === 0 ? rd.messages : rd.messages.slice(sent))
     }
     this.outbox.flush(flushDeferred)
     // Groups are independent: an asynchronous state machine applies them concurrently (each in

@@ -150,15 +150,20 @@ export class SimNode {
     if (raw === undefined || !raw.hasReady()) return false
     const rd = raw.ready()
     if (crashAt !== undefined) this.env.onCrash(this.id)
+    // A leader's appends go out before its own write (as the multi-Raft driver sends them), so a
+    // crash before persisting leaves followers holding entries the leader lost.
+    const early = rd.messages.slice(0, rd.sendBeforePersist)
+    for (const m of early) this.env.send(m)
     if (crashAt === 'before-persist') return this.crashed()
+    const rest = rd.messages.slice(rd.sendBeforePersist)
     if (this.env.broken === 'send-before-persist') {
-      for (const m of rd.messages) this.env.send(m)
+      for (const m of rest) this.env.send(m)
       if (crashAt === 'after-send') return this.crashed()
       this.persist(rd)
     } else {
       this.persist(rd)
       if (crashAt === 'after-persist') return this.crashed()
-      for (const m of rd.messages) this.env.send(m)
+      for (const m of rest) this.env.send(m)
       if (crashAt === 'after-send') return this.crashed()
     }
     if (!this.apply(raw, rd, crashAt === 'mid-apply')) return this.crashed()
