@@ -124,13 +124,14 @@ export class WsServer {
       this.refuse(socket, 400, 'ACTORMESH_BAD_REQUEST', (e as Error).message)
       return
     }
-    if (!this.deps.namespaceExists(target.ns)) {
-      this.refuse(socket, 404, 'ACTORMESH_NAMESPACE_NOT_FOUND', `No namespace '${target.ns}'`)
-      return
-    }
+    // The token first: a caller without one learns nothing, not even whether the namespace exists.
     const denied = this.deps.authorize?.(req, target.ns)
     if (denied) {
       this.refuse(socket, denied.status, denied.code, denied.message)
+      return
+    }
+    if (!this.deps.namespaceExists(target.ns)) {
+      this.refuse(socket, 404, 'ACTORMESH_NAMESPACE_NOT_FOUND', `No namespace '${target.ns}'`)
       return
     }
     if (!this.deps.hub.canAttach(target.ns, target.actor)) {

@@ -232,6 +232,11 @@ describe('WebSocket server', () => {
     await expect(
       new Client(route(node, 'a'), { headers: { authorization: 'Bearer nope' } }).opened,
     ).rejects.toMatchObject({ status: 401, body: { code: 'ACTORMESH_UNAUTHORIZED' } })
+    // Without a valid token an unknown namespace looks like any other: 401, not 404.
+    await expect(
+      new Client(`${node.url}/v1/ns/missing/actors/a/ws`, { headers: { authorization: 'Bearer nope' } })
+        .opened,
+    ).rejects.toMatchObject({ status: 401, body: { code: 'ACTORMESH_UNAUTHORIZED' } })
   })
 
   it('closes only the socket that sends a malformed frame, a binary frame or an oversized message', async () => {
