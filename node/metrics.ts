@@ -34,6 +34,7 @@ export interface MetricsSources {
     framesDropped: number
     abuseDisconnects: number
     silentStreamsClosed: number
+    stallsForgiven: number
   }
   connections: () => number
 }
@@ -293,6 +294,12 @@ export class NodeMetrics {
       'actormesh_link_silent_streams_closed_total',
       'Link streams given up because nothing arrived on them (keepalives included) for silentTimeoutMs',
       () => sources.links().silentStreamsClosed,
+    )
+    mirroredCounter(
+      r,
+      'actormesh_link_stalls_forgiven_total',
+      'Stream checks that found this process had stalled (paused, starved, a long GC), so the stall did not count as silence',
+      () => sources.links().stallsForgiven,
     )
     mirroredCounter(
       r,

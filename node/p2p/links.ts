@@ -50,6 +50,8 @@ export interface LinkCounters {
   abuseDisconnects: number
   /** Streams given up because nothing arrived on them for `silentTimeoutMs`. */
   silentStreamsClosed: number
+  /** Checks that found this process had stalled, so the stall was not counted as silence. */
+  stallsForgiven: number
 }
 
 interface Link {
@@ -83,6 +85,7 @@ export class PeerLinks {
     framesDropped: 0,
     abuseDisconnects: 0,
     silentStreamsClosed: 0,
+    stallsForgiven: 0,
   }
   private readonly links = new Map<string, Link>()
   private readonly frameBytesMax: number
@@ -94,6 +97,8 @@ export class PeerLinks {
   private readonly keepaliveMs: number
   private readonly silentTimeoutMs: number
   private keepaliveTimer: NodeJS.Timeout | undefined
+  /** When `checkStreams` last ran (its own lateness shows this process was stalled). */
+  private checkedAtMs = 0
   private readonly onDown: (peer: string, why: 'closed' | 'unreachable') => void
   private readonly faults: LinkFaults | undefined
   private readonly self: string
@@ -132,8 +137,13 @@ export class PeerLinks {
       maxOutboundStreams: 4,
     })
     this.host.addEventListener('peer:identify', this.onIdentify)
-    this.keepaliveTimer = setInterval(() => this.checkStreams(), Math.min(this.keepaliveMs, 1_000) / 2)
+    this.checkedAtMs = performance.now()
+    this.keepaliveTimer = setInterval(() => this.checkStreams(), this.checkEveryMs())
     this.keepaliveTimer.unref()
+  }
+
+  private checkEveryMs(): number {
+    return Math.min(this.keepaliveMs, 1_000) / 2
   }
 
   /**
@@ -145,6 +155,15 @@ export class PeerLinks {
    */
   private checkStreams(): void {
     const now = performance.now()
+    // Silence measured across a stall of this process (paused, starved of CPU, a long GC) is not
+    // the peer's: what it sent meanwhile may still wait in the socket, and timers run before the
+    // poll phase reads it. The stall's length is taken off every link's silence.
+    const stalledMs = now - this.checkedAtMs - this.checkEveryMs()
+    this.checkedAtMs = now
+    if (stalledMs > this.checkEveryMs()) {
+      this.counters.stallsForgiven++
+      for (const link of this.links.values()) link.receivedAtMs += stalledMs
+    }
     for (const link of this.links.values()) {
       const stream = link.stream
       if (!stream) continue

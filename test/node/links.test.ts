@@ -181,6 +181,29 @@ describe('keepalives', () => {
   })
 })
 
+describe('a stalled process', () => {
+  const timings = { keepaliveMs: 100, silentTimeoutMs: 600, reconnectMinMs: 20 }
+
+  it('does not count its own stall as the peer going silent', async () => {
+    const c = await startPeer([], undefined, timings)
+    const d = await startPeer([c.host.getMultiaddrs()[0]!.toString()], undefined, timings)
+    c.links.send(d.host.peerId.toString(), new TextEncoder().encode('x'))
+    await waitFor(() => d.received.length === 1, 'a frame from c to d')
+    // Both ends live in this process: block it for twice the silent timeout, as a long GC pause
+    // or a starved machine would. Their keepalives wait in the sockets meanwhile.
+    const until = performance.now() + 2 * timings.silentTimeoutMs
+    while (performance.now() < until) {
+      // busy
+    }
+    await new Promise((r) => setTimeout(r, 3 * timings.keepaliveMs))
+    expect(c.links.counters.stallsForgiven + d.links.counters.stallsForgiven).toBeGreaterThan(0)
+    expect(c.links.counters.silentStreamsClosed + d.links.counters.silentStreamsClosed).toBe(0)
+    c.links.send(d.host.peerId.toString(), new TextEncoder().encode('y'))
+    await waitFor(() => d.received.length === 2, 'a second frame on the same stream')
+    expect(d.received.map((r) => r.text)).toEqual(['x', 'y'])
+  })
+})
+
 describe('private network', () => {
   it('keeps a node without the cluster key out', async () => {
     const { generateKey } = await import('@libp2p/pnet')
