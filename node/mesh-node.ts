@@ -385,7 +385,10 @@ export async function startMeshNode(
       // A suspect peer is most likely alive but slow (a loaded machine misses a beat or two): a
       // transfer to it that fails times out in Raft and is asked again, whereas skipping it kept
       // the leadership here and the stop made the group elect anew.
-      (peer) => membership.get(peer)?.state !== 'dead' && membership.get(peer) !== undefined,
+      (peer) => {
+        const state = membership.get(peer)?.state
+        return state !== undefined && state !== 'dead'
+      },
       (peer) => membership.get(peer)?.state ?? 'unknown',
       drainOptions?.timeoutMs ?? DRAIN_TIMEOUT_MS,
       drainOptions?.signal,

@@ -12,6 +12,7 @@ import { Counter, Gauge, Histogram, Registry } from 'prom-client'
 import { type MultiRaft, ROLE_NAMES } from '../consensus/index.js'
 import type { LogStore } from '../consensus/types.js'
 import type { CallRequest } from './actor-host.js'
+import type { LinkCounters } from './p2p/links.js'
 import type { CallOutcome } from './router.js'
 
 /** What the metrics read from the running node. */
@@ -28,14 +29,7 @@ export interface MetricsSources {
   }
   members: () => Array<{ state: string }>
   membershipCounters: () => { published: number; publishFailures: number }
-  links: () => {
-    framesSent: number
-    framesReceived: number
-    framesDropped: number
-    abuseDisconnects: number
-    silentStreamsClosed: number
-    stallsForgiven: number
-  }
+  links: () => LinkCounters
   connections: () => number
 }
 

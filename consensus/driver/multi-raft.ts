@@ -435,20 +435,19 @@ class Driver implements MultiRaft, TransportHandler {
     }
     if (writes.length > 0) {
       // A leader's appends and heartbeats go out first: followers write while the leader does.
-      let early = 0
+      let early = false
       for (const [g, rd] of work) {
         if (rd.sendBeforePersist === 0) continue
-        this.queueMessages(g, rd.messages.slice(0, rd.sendBeforePersist))
-        early++
+        this.queueMessages(g, rd.messages, 0, rd.sendBeforePersist)
+        early = true
       }
-      if (early > 0) this.outbox.flush(false)
+      if (early) this.outbox.flush(false)
       this.persistCalls++
       await this.logStore.persist(writes, { sync })
     }
     for (const [g, rd] of work) {
       if (rd.softState && rd.softState.lead !== g.lead) this.leaderChanges++
-      const sent = writes.length > 0 ? rd.sendBeforePersist : 0
-      this.queueMessages(g, sent === 0 ? rd.messages : rd.messages.slice(sent))
+      this.queueMessages(g, rd.messages, writes.length > 0 ? rd.sendBeforePersist : 0)
     }
     this.outbox.flush(flushDeferred)
     // Groups are independent: an asynchronous state machine applies them concurrently (each in
@@ -514,8 +513,10 @@ class Driver implements MultiRaft, TransportHandler {
     g.readBatches.set(batch, reads)
   }
 
-  private queueMessages(g: GroupState, messages: Message[]): void {
-    for (const m of messages) {
+  /** Queues `messages[from, to)` of group `g` in the outbox. */
+  private queueMessages(g: GroupState, messages: Message[], from = 0, to = messages.length): void {
+    for (let i = from; i < to; i++) {
+      const m = messages[i]!
       if (m.type === MessageType.Heartbeat && m.quiesce) this.quiesceCheck.add(g)
       this.outbox.add(g.name, m)
     }

@@ -68,7 +68,11 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   })
 }
 
-/** A seeded random source in [0, 1) (mulberry32), for reproducible jitter in tests. */
+/**
+ * A seeded random source in [0, 1) (mulberry32, as consensus/sim/prng.ts), for reproducible jitter
+ * in tests. Its own copy: the client imports nothing from the rest of the project, so a bundler can
+ * ship it alone.
+ */
 export function seededRandom(seed: number): () => number {
   let a = seed >>> 0
   return () => {
