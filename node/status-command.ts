@@ -140,14 +140,14 @@ function membersSection(doc: MembersDoc, self: string, url: string | undefined):
   ]
   return [
     `Members (${others.length} besides this node)`,
-    ...table(['PEER', 'STATE', 'GATEWAY', 'RTT ms'], rows),
+    ...table(['PEER', 'STATE', 'GATEWAY', 'RTT ms'], rows, '  '),
   ]
 }
 
 function namespacesSection(list: NamespaceDoc[], isAlive: (peer: string) => boolean, self: string): string[] {
   const head = `Namespaces (${list.length})`
   if (list.length === 0) return [head, '  (none)']
-  const sorted = [...list].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
+  const sorted = [...list].sort(byName)
   let unknown = false
   const rows = sorted.map((ns) => {
     const hostedHere = ns.voters.includes(self) || ns.learners.includes(self)
@@ -163,7 +163,10 @@ function namespacesSection(list: NamespaceDoc[], isAlive: (peer: string) => bool
       replicaHealth(ns, isAlive, self),
     ]
   })
-  const lines = [head, ...table(['NAME', 'RF', 'LEADER', 'VOTERS', 'LEARNERS', 'MODULE', 'HEALTH'], rows)]
+  const lines = [
+    head,
+    ...table(['NAME', 'RF', 'LEADER', 'VOTERS', 'LEARNERS', 'MODULE', 'HEALTH'], rows, '  '),
+  ]
   if (unknown) lines.push('  unknown: this node hosts no replica of it; ask a node that does')
   return lines
 }
@@ -181,10 +184,15 @@ function peers(list: string[]): string {
   return list.length === 0 ? 'none' : list.map(shortPeer).join(' ')
 }
 
-/** Left-aligned columns, two spaces apart, each line indented by two. */
-function table(header: string[], rows: string[][]): string[] {
+/** Left-aligned columns two spaces apart (the last one not padded), each line after `indent`. */
+export function table(header: string[], rows: string[][], indent = ''): string[] {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)))
   const line = (cells: string[]) =>
-    `  ${cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!))).join('  ')}`
+    `${indent}${cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!))).join('  ')}`.trimEnd()
   return [line(header), ...rows.map(line)]
+}
+
+/** Orders records by `name` (code point order, as the catalog keys them). */
+export function byName(a: { name: string }, b: { name: string }): number {
+  return a.name < b.name ? -1 : a.name > b.name ? 1 : 0
 }

@@ -1,7 +1,7 @@
 /**
  * `actormesh ns create|list|delete`: namespaces of a running cluster, over the node's HTTP API.
  */
-import { shortPeer } from '../status-command.js'
+import { byName, type NamespaceDoc, shortPeer, table } from '../status-command.js'
 import { type CliIo, COMMON_FLAGS_HELP, type Command } from './command.js'
 import { UsageError } from './errors.js'
 import { NODE_FLAGS_HELP, nodeJson, nodeOptions, nodeTarget, nsPaths } from './http.js'
@@ -26,17 +26,6 @@ const options: Record<string, OptionSpec> = {
   ...nodeOptions,
   replicas: { type: 'string' },
   json: { type: 'boolean', env: null },
-}
-
-/** A namespace as the node lists it (the fields this command prints). */
-interface NamespaceRow {
-  name: string
-  replicationFactor: number
-  voters: string[]
-  learners: string[]
-  leader: string
-  moduleVersion?: number
-  moduleHash?: string
 }
 
 /** `actormesh ns`. */
@@ -66,7 +55,7 @@ function one(args: string[], usage: string): string {
 
 async function create(o: ResolvedOptions, name: string, io: CliIo): Promise<void> {
   const replicas = wholeNumber(o, 'replicas', 1, REPLICAS_MAX)
-  const made = await nodeJson<Partial<NamespaceRow>>(nodeTarget(o), {
+  const made = await nodeJson<Partial<NamespaceDoc>>(nodeTarget(o), {
     method: 'POST',
     path: ['/v1/ns', '/v1/namespaces'],
     headers: { 'content-type': 'application/json' },
@@ -86,13 +75,13 @@ async function list(o: ResolvedOptions, io: CliIo): Promise<void> {
     io.out.write(`${JSON.stringify(doc, null, 2)}\n`)
     return
   }
-  io.out.write(formatNamespaces(doc.namespaces as NamespaceRow[]))
+  io.out.write(formatNamespaces(doc.namespaces as NamespaceDoc[]))
 }
 
 /** The `ns list` table: one row per namespace, sorted by name. */
-export function formatNamespaces(rows: NamespaceRow[]): string {
+export function formatNamespaces(rows: NamespaceDoc[]): string {
   if (rows.length === 0) return 'No namespaces.\n'
-  const sorted = [...rows].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
+  const sorted = [...rows].sort(byName)
   const cells = sorted.map((n) => [
     n.name,
     String(n.replicationFactor),
@@ -107,15 +96,4 @@ export function formatNamespaces(rows: NamespaceRow[]): string {
 async function remove(o: ResolvedOptions, name: string, io: CliIo): Promise<void> {
   await nodeJson<unknown>(nodeTarget(o), { method: 'DELETE', path: nsPaths(name)[0] })
   io.out.write(`Deleted namespace '${name}'\n`)
-}
-
-/** Left-aligned columns two spaces apart (the last one not padded). */
-export function table(header: string[], rows: string[][]): string[] {
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)))
-  const line = (cells: string[]) =>
-    cells
-      .map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!)))
-      .join('  ')
-      .trimEnd()
-  return [line(header), ...rows.map(line)]
 }

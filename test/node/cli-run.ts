@@ -24,13 +24,20 @@ export function cliEnv(env: Record<string, string> = {}): Record<string, string>
 /** Runs the CLI with `args` (and `stdin` piped in when given) and resolves when it exits. */
 export async function runCli(
   args: string[],
-  options: { env?: Record<string, string>; stdin?: string; cwd?: string } = {},
+  options: {
+    env?: Record<string, string>
+    stdin?: string
+    cwd?: string
+    /** Told the child process as soon as it exists (e.g. to kill it when a test times out). */
+    spawned?: (proc: ChildProcess) => void
+  } = {},
 ): Promise<CliRun> {
   const proc: ChildProcess = spawn(nodeBin, [cliPath, ...args], {
     stdio: [options.stdin === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
     env: cliEnv(options.env),
     cwd: options.cwd ?? root,
   })
+  options.spawned?.(proc)
   if (options.stdin !== undefined) proc.stdin!.end(options.stdin)
   let stdout = ''
   let stderr = ''

@@ -4,9 +4,8 @@ import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
+import { type CliRun, cliPath, nodeBin, runCli as runCliProcess } from './cli-run.js'
 
-const root = join(import.meta.dirname, '..', '..')
-const nodeBin = join(root, 'node_modules', '.bin', 'node')
 const procs: ChildProcess[] = []
 const dirs: string[] = []
 
@@ -23,7 +22,7 @@ async function startNode(args: string[]): Promise<Started> {
   const proc = spawn(
     nodeBin,
     [
-      join(root, 'bin', 'actormesh.js'),
+      cliPath,
       'start',
       '--data',
       dir,
@@ -65,23 +64,8 @@ async function members(
   return (await res.json()) as never
 }
 
-/** Runs `bin/actormesh.js` to its end. */
-async function runCli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const proc = spawn(nodeBin, [join(root, 'bin', 'actormesh.js'), ...args], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  })
-  procs.push(proc)
-  let stdout = ''
-  let stderr = ''
-  proc.stdout!.on('data', (d: Buffer) => {
-    stdout += d.toString()
-  })
-  proc.stderr!.on('data', (d: Buffer) => {
-    stderr += d.toString()
-  })
-  const code = await new Promise<number | null>((r) => proc.once('close', (c) => r(c)))
-  return { code, stdout, stderr }
-}
+/** Runs `bin/actormesh.js` to its end (killed by `afterEach` if the test ends first). */
+const runCli = (args: string[]): Promise<CliRun> => runCliProcess(args, { spawned: (p) => procs.push(p) })
 
 /** A loopback port nothing listens on (bound, then released). */
 async function deadPort(): Promise<number> {
@@ -117,7 +101,7 @@ describe('actormesh start', () => {
   })
 
   it('exits 2 with usage on an unknown flag', async () => {
-    const proc = spawn(nodeBin, [join(root, 'bin', 'actormesh.js'), 'start', '--bogus'], {
+    const proc = spawn(nodeBin, [cliPath, 'start', '--bogus'], {
       stdio: ['ignore', 'pipe', 'pipe'],
     })
     procs.push(proc)
