@@ -1,6 +1,7 @@
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import type { Stream } from '@libp2p/interface'
 import pino from 'pino'
 import { afterEach, describe, expect, it } from 'vitest'
 import { createHost, type Host } from '../../node/p2p/host.js'
@@ -37,6 +38,38 @@ async function startPeer(seeds: string[] = [], dir?: string, options: LinkOption
 async function stopPeer(p: TestPeer): Promise<void> {
   await p.links.close()
   await p.host.stop()
+}
+
+/**
+ * Links `a` beside a bare host `b` that misbehaves on the link protocol: each link stream `b`
+ * accepts goes to `onStream` and is kept in `inbound`. Runs `body`, then stops both.
+ */
+async function besideBareHost(
+  onStream: (stream: Stream) => void,
+  options: LinkOptions,
+  body: (a: PeerLinks, bId: string, inbound: Stream[]) => Promise<void>,
+): Promise<void> {
+  const dir = await mkdtemp(join(tmpdir(), 'am-links-'))
+  const b = await createHost({ dataDir: join(dir, 'b') })
+  const inbound: Stream[] = []
+  await b.handle(
+    '/actormesh/link/1.0.0',
+    (stream) => {
+      onStream(stream)
+      inbound.push(stream)
+    },
+    { maxInboundStreams: 16 },
+  )
+  const aHost = await createHost({ dataDir: join(dir, 'a'), seeds: [b.getMultiaddrs()[0]!.toString()] })
+  const a = new PeerLinks(aHost, () => {}, log, options)
+  await a.start()
+  try {
+    await body(a, b.peerId.toString(), inbound)
+  } finally {
+    await a.close()
+    await Promise.all([aHost.stop(), b.stop()])
+    await rm(dir, { recursive: true, force: true })
+  }
 }
 
 afterEach(async () => {
@@ -105,35 +138,20 @@ describe('peer links over real libp2p on loopback', () => {
 
 describe('a stream the other end stops reading', () => {
   it('is given up after drainTimeoutMs and the link opens a new one', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'am-links-'))
     // b accepts link streams and stops reading them: a's writes fill the stream's window.
-    const b = await createHost({ dataDir: join(dir, 'b') })
-    const inbound: unknown[] = []
-    await b.handle(
-      '/actormesh/link/1.0.0',
-      (stream) => {
-        stream.pause()
-        inbound.push(stream)
+    await besideBareHost(
+      (stream) => stream.pause(),
+      { drainTimeoutMs: 300, reconnectMinMs: 20 },
+      async (a, bId, inbound) => {
+        const frame = new Uint8Array(64 * 1024)
+        // Before the fix the writer waited on that drain for ever: one stream, then silence.
+        await waitFor(() => {
+          a.send(bId, frame)
+          return inbound.length >= 2
+        }, 'a second link stream after the first stopped draining')
+        expect(a.counters.framesDropped).toBeGreaterThan(0)
       },
-      { maxInboundStreams: 16 },
     )
-    const aHost = await createHost({ dataDir: join(dir, 'a'), seeds: [b.getMultiaddrs()[0]!.toString()] })
-    const a = new PeerLinks(aHost, () => {}, log, { drainTimeoutMs: 300, reconnectMinMs: 20 })
-    await a.start()
-    try {
-      const bId = b.peerId.toString()
-      const frame = new Uint8Array(64 * 1024)
-      // Before the fix the writer waited on that drain for ever: one stream, then silence.
-      await waitFor(() => {
-        a.send(bId, frame)
-        return inbound.length >= 2
-      }, 'a second link stream after the first stopped draining')
-      expect(a.counters.framesDropped).toBeGreaterThan(0)
-    } finally {
-      await a.close()
-      await Promise.all([aHost.stop(), b.stop()])
-      await rm(dir, { recursive: true, force: true })
-    }
   })
 })
 
@@ -141,30 +159,16 @@ describe('keepalives', () => {
   const timings = { keepaliveMs: 100, silentTimeoutMs: 600, reconnectMinMs: 20 }
 
   it('give up a stream on which nothing arrives, and the link opens a new one', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'am-links-'))
     // b reads its link streams but never writes to them: from a's side they are silent.
-    const b = await createHost({ dataDir: join(dir, 'b') })
-    const inbound: unknown[] = []
-    await b.handle(
-      '/actormesh/link/1.0.0',
-      (stream) => {
-        inbound.push(stream)
-        stream.addEventListener('message', () => {})
+    await besideBareHost(
+      (stream) => stream.addEventListener('message', () => {}),
+      timings,
+      async (a, bId, inbound) => {
+        a.send(bId, new TextEncoder().encode('hello'))
+        await waitFor(() => inbound.length >= 2, 'a second stream after the first stayed silent')
+        expect(a.counters.silentStreamsClosed).toBeGreaterThan(0)
       },
-      { maxInboundStreams: 16 },
     )
-    const aHost = await createHost({ dataDir: join(dir, 'a'), seeds: [b.getMultiaddrs()[0]!.toString()] })
-    const a = new PeerLinks(aHost, () => {}, log, timings)
-    await a.start()
-    try {
-      a.send(b.peerId.toString(), new TextEncoder().encode('hello'))
-      await waitFor(() => inbound.length >= 2, 'a second stream after the first stayed silent')
-      expect(a.counters.silentStreamsClosed).toBeGreaterThan(0)
-    } finally {
-      await a.close()
-      await Promise.all([aHost.stop(), b.stop()])
-      await rm(dir, { recursive: true, force: true })
-    }
   })
 
   it('keep a quiet healthy stream open far past silentTimeoutMs', async () => {
@@ -195,8 +199,10 @@ describe('a stalled process', () => {
     while (performance.now() < until) {
       // busy
     }
-    await new Promise((r) => setTimeout(r, 3 * timings.keepaliveMs))
-    expect(c.links.counters.stallsForgiven + d.links.counters.stallsForgiven).toBeGreaterThan(0)
+    await waitFor(
+      () => c.links.counters.stallsForgiven + d.links.counters.stallsForgiven > 0,
+      'a stream check after the stall',
+    )
     expect(c.links.counters.silentStreamsClosed + d.links.counters.silentStreamsClosed).toBe(0)
     c.links.send(d.host.peerId.toString(), new TextEncoder().encode('y'))
     await waitFor(() => d.received.length === 2, 'a second frame on the same stream')
