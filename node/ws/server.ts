@@ -8,7 +8,10 @@
  * incoming message (`ws` closes with 1009), `sendQueueBytesMax` of unsent bytes per socket
  * (beyond it the socket is closed with 1013 and dropped from its feed, so a slow client never
  * holds back the others), `callsInFlightMax` per socket, and a ping every `pingIntervalMs`: a
- * socket that did not answer the previous one is terminated.
+ * socket that did not answer the previous one is terminated. The pings are staggered: each socket
+ * belongs to one of `PING_SLICES` slices and one slice is pinged every `pingIntervalMs /
+ * PING_SLICES`, so ten thousand sockets never cost one long burst of writes (which lands on top of
+ * a broadcast's fan-out and shows in its tail latency).
  */
 import type { IncomingMessage } from 'node:http'
 import { STATUS_CODES } from 'node:http'
@@ -35,6 +38,9 @@ export interface WsServerOptions {
   /** A socket we closed that has not finished its closing handshake is terminated after this. */
   closeTimeoutMs: number
 }
+
+/** How many parts the sockets' pings are spread over within one `pingIntervalMs`. */
+export const PING_SLICES = 16
 
 export const WS_SERVER_DEFAULTS: WsServerOptions = {
   connectionsMax: 20_000,
@@ -74,6 +80,9 @@ export class WsServer {
   private upgrading = 0
   private closing = false
   private timer: NodeJS.Timeout | undefined
+  /** The slice the next ping tick covers, and the slice the next accepted socket joins. */
+  private pingSlice = 0
+  private joinSlice = 0
   readonly options: WsServerOptions
   readonly counters = { accepted: 0, refused: 0, slowClosed: 0, badFrames: 0, deadDropped: 0, gone: 0 }
 
@@ -91,7 +100,7 @@ export class WsServer {
   }
 
   start(): void {
-    this.timer = setInterval(() => this.ping(), this.options.pingIntervalMs)
+    this.timer = setInterval(() => this.ping(), Math.max(1, this.options.pingIntervalMs / PING_SLICES))
     this.timer.unref()
   }
 
@@ -198,6 +207,8 @@ export class WsServer {
     target: { ns: string; actor: string; after: Pos | undefined; encoding: Encoding },
   ) {
     const conn = new Connection(this, ws, target.ns, target.actor, target.after, target.encoding)
+    conn.pingSlice = this.joinSlice
+    this.joinSlice = (this.joinSlice + 1) % PING_SLICES
     this.conns.add(conn)
     this.counters.accepted++
     ws.on('close', () => this.removed(conn))
@@ -222,8 +233,12 @@ export class WsServer {
     )
   }
 
+  /** Pings one slice of the sockets, terminating those that did not answer their last ping. */
   private ping(): void {
+    const slice = this.pingSlice
+    this.pingSlice = (slice + 1) % PING_SLICES
     for (const c of this.conns) {
+      if (c.pingSlice !== slice) continue
       if (!c.alive) {
         this.counters.deadDropped++
         c.terminate()
@@ -240,6 +255,8 @@ type Encoding = 'text' | 'base64'
 /** One WebSocket: a client of its actor's feed, and a caller. */
 class Connection implements FeedClient {
   alive = true
+  /** Which of the server's ping slices this socket is pinged with. */
+  pingSlice = 0
   private inflight = 0
   private closed = false
   private closeTimer: NodeJS.Timeout | undefined

@@ -13,6 +13,7 @@ import { NodeError } from '../../node/errors.js'
 import type { NamespaceStateMachine } from '../../node/namespace-group.js'
 import type { Rpc } from '../../node/rpc.js'
 import { createWsService, type WsOptions, type WsService } from '../../node/ws/index.js'
+import { PING_SLICES } from '../../node/ws/server.js'
 import { waitFor } from '../integration/cluster.js'
 
 const log = pino({ level: 'silent' })
@@ -317,6 +318,22 @@ describe('WebSocket server', () => {
       () => alive.events().length === 1,
       () => 'the live peer to get the event',
     )
+  })
+
+  it('spreads its pings over the interval instead of pinging every socket at once', async () => {
+    const intervalMs = 1_600
+    const node = await startNode({ server: { pingIntervalMs: intervalMs } })
+    const clients = Array.from({ length: PING_SLICES }, () => new Client(route(node, 'room')))
+    await Promise.all(clients.map((c) => c.ready()))
+    const firstPing: number[] = []
+    for (const c of clients) c.ws.once('ping', () => firstPing.push(performance.now()))
+    await waitFor(
+      () => firstPing.length === PING_SLICES,
+      () => `every socket to be pinged (${firstPing.length} of ${PING_SLICES})`,
+    )
+    // One slice a tick: the first pings of 16 sockets in 16 slices span 15 ticks of 100 ms.
+    const span = Math.max(...firstPing) - Math.min(...firstPing)
+    expect(span).toBeGreaterThan(intervalMs / 2)
   })
 
   it('refuses connections beyond connectionsMax with 503', async () => {
