@@ -4,12 +4,19 @@
  * room, spread round-robin over the gateways, waits until every one is ready, then posts `posts`
  * messages one at a time (every `intervalMs`, round-robin over the gateways, over HTTP) and
  * records, for each post, when its acknowledgment arrived and when each client received it — all
- * on this process's clock.
+ * on this process's clock (`performance.timeOrigin + performance.now()`, the same in every thread).
+ *
+ * The sockets are held by `threads` worker threads (client `c` by thread `c % threads`), each with
+ * its own event loop, so that reading ten thousand deliveries is not one thread's queue: with one
+ * thread, the last client of a post waited for this process to parse the other 9,999 frames, which
+ * measured the load process rather than the nodes. Delivery times go into shared memory.
  *
  * Output, one JSON object a line on stdout: `{"event":"ready","openMs":…}` once every socket is
  * ready, then `{"event":"result",…}` (latencies in milliseconds).
  */
 import { Agent, request } from 'node:http'
+import { availableParallelism } from 'node:os'
+import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads'
 import WebSocket from 'ws'
 
 export interface WsLoadConfig {
@@ -23,6 +30,8 @@ export interface WsLoadConfig {
   intervalMs: number
   /** Give up waiting for deliveries this long after the last post. */
   drainTimeoutMs: number
+  /** Worker threads holding the sockets (default: the machine's cores, at most 4). */
+  threads?: number
 }
 
 export interface WsLoadResult {
@@ -47,8 +56,9 @@ export interface WsLoadResult {
   allP99Ms: number
   /** Post round trip (send → ack), over posts. */
   ackP50Ms: number
-  /** CPU this process used while posting and receiving, in seconds. */
+  /** CPU this process used while posting and receiving, in seconds (every thread). */
   cpuS: number
+  threads: number
 }
 
 /** What precedes a post's number in an event frame: `{"event":"{\"type\":\"post\",…,\"text\":\"b17\"…`. */
@@ -76,13 +86,25 @@ function percentile(sorted: number[], p: number): number {
 /** Attempts to open one socket before the run gives up (a loaded machine resets some handshakes). */
 const OPEN_ATTEMPTS_MAX = 5
 
-/** Opens client `c`'s socket and resolves once it is ready; its deliveries go into `delivered`. */
-function openOne(
-  config: WsLoadConfig,
-  c: number,
-  delivered: Float64Array[],
-  counts: Uint32Array,
-): Promise<WebSocket> {
+/** The absolute time in milliseconds, comparable across threads. */
+const now = () => performance.timeOrigin + performance.now()
+
+/**
+ * What the threads share: `delivered[post * clients + c]`, the time client `c` got `post` (0: not
+ * yet), and `counts` = [unused, duplicates, closes].
+ */
+interface Shared {
+  delivered: Float64Array
+  counts: Int32Array
+}
+
+function sharedViews(buffers: { delivered: SharedArrayBuffer; counts: SharedArrayBuffer }): Shared {
+  return { delivered: new Float64Array(buffers.delivered), counts: new Int32Array(buffers.counts) }
+}
+
+/** Opens client `c`'s socket and resolves once it is ready; its deliveries go into `shared`. */
+function openOne(config: WsLoadConfig, c: number, shared: Shared): Promise<WebSocket> {
+  const { delivered, counts } = shared
   const base = config.urls[c % config.urls.length]!.replace(/^http/, 'ws')
   const ws = new WebSocket(`${base}/v1/ns/${config.ns}/actors/${config.actor}/ws`, {
     perMessageDeflate: false,
@@ -94,10 +116,10 @@ function openOne(
     ws.on('message', (data: Buffer) => {
       const post = postNumber(data)
       if (post >= 0) {
-        const row = delivered[post]
-        if (!row) return
-        if (row[c] === 0) row[c] = performance.now()
-        else counts[1]!++
+        if (post >= config.posts) return
+        const at = post * config.clients + c
+        if (delivered[at] === 0) delivered[at] = now()
+        else Atomics.add(counts, 1, 1)
         return
       }
       if (data.subarray(0, READY_MARKER.length).equals(READY_MARKER)) {
@@ -106,26 +128,31 @@ function openOne(
       }
     })
     ws.once('close', (code) => {
-      if (ready) counts[2]!++
+      if (ready) Atomics.add(counts, 2, 1)
       reject(new Error(`socket ${c} closed with ${code}`))
     })
   })
 }
 
+/** Opens the sockets of thread `thread` (clients `c` with `c % threads === thread`), `openBatch / threads` at a time. */
 async function openAll(
   config: WsLoadConfig,
-  delivered: Float64Array[],
-  counts: Uint32Array,
+  shared: Shared,
+  thread: number,
+  threads: number,
 ): Promise<WebSocket[]> {
+  const mine: number[] = []
+  for (let c = thread; c < config.clients; c += threads) mine.push(c)
+  const batchSize = Math.max(1, Math.ceil(config.openBatch / threads))
   const sockets: WebSocket[] = []
-  for (let i = 0; i < config.clients; i += config.openBatch) {
+  for (let i = 0; i < mine.length; i += batchSize) {
     const batch: Array<Promise<WebSocket>> = []
-    for (let c = i; c < Math.min(config.clients, i + config.openBatch); c++) {
+    for (const c of mine.slice(i, i + batchSize)) {
       batch.push(
         (async () => {
           for (let attempt = 1; ; attempt++) {
             try {
-              return await openOne(config, c, delivered, counts)
+              return await openOne(config, c, shared)
             } catch (e) {
               if (attempt >= OPEN_ATTEMPTS_MAX) throw e
               await new Promise((r) => setTimeout(r, 100 * attempt))
@@ -137,6 +164,52 @@ async function openAll(
     sockets.push(...(await Promise.all(batch)))
   }
   return sockets
+}
+
+/** A worker thread: opens its sockets, says `ready`, and closes them when told `stop`. */
+async function runThread(): Promise<void> {
+  const { config, buffers, thread, threads } = workerData as {
+    config: WsLoadConfig
+    buffers: { delivered: SharedArrayBuffer; counts: SharedArrayBuffer }
+    thread: number
+    threads: number
+  }
+  const sockets = await openAll(config, sharedViews(buffers), thread, threads)
+  parentPort!.on('message', (m) => {
+    if (m !== 'stop') return
+    for (const ws of sockets) ws.terminate()
+    parentPort!.close()
+  })
+  parentPort!.postMessage('ready')
+}
+
+/** Starts the threads and resolves once every one has its sockets open; a thread's failure rejects. */
+async function startThreads(config: WsLoadConfig, buffers: Shared, threads: number): Promise<Worker[]> {
+  const workers = Array.from(
+    { length: threads },
+    (_, thread) =>
+      new Worker(new URL(import.meta.url), {
+        workerData: {
+          config,
+          buffers: { delivered: buffers.delivered.buffer, counts: buffers.counts.buffer },
+          thread,
+          threads,
+        },
+      }),
+  )
+  await Promise.all(
+    workers.map(
+      (w) =>
+        new Promise<void>((resolve, reject) => {
+          w.once('message', () => resolve())
+          w.once('error', reject)
+          w.once('exit', (code) =>
+            reject(new Error(`a socket thread exited with ${code} before it was ready`)),
+          )
+        }),
+    ),
+  )
+  return workers
 }
 
 function post(agent: Agent, url: string, config: WsLoadConfig, n: number): Promise<void> {
@@ -162,10 +235,14 @@ function post(agent: Agent, url: string, config: WsLoadConfig, n: number): Promi
 }
 
 async function run(config: WsLoadConfig): Promise<WsLoadResult> {
-  const delivered = Array.from({ length: config.posts }, () => new Float64Array(config.clients))
-  const counts = new Uint32Array(3) // [unused, duplicates, closes]
+  const threads = Math.max(1, config.threads ?? Math.min(4, availableParallelism()))
+  const shared = sharedViews({
+    delivered: new SharedArrayBuffer(config.posts * config.clients * Float64Array.BYTES_PER_ELEMENT),
+    counts: new SharedArrayBuffer(3 * Int32Array.BYTES_PER_ELEMENT),
+  })
+  const { delivered, counts } = shared
   const opened = performance.now()
-  const sockets = await openAll(config, delivered, counts)
+  const workers = await startThreads(config, shared, threads)
   const openMs = performance.now() - opened
   process.stdout.write(`${JSON.stringify({ event: 'ready', openMs: Math.round(openMs) })}\n`)
   const cpu = process.cpuUsage()
@@ -176,9 +253,9 @@ async function run(config: WsLoadConfig): Promise<WsLoadResult> {
     const next = performance.now() + config.intervalMs
     for (let attempt = 0; ; attempt++) {
       try {
-        sentAt[n] = performance.now()
+        sentAt[n] = now()
         await post(agent, config.urls[n % config.urls.length]!, config, n)
-        ackAt[n] = performance.now()
+        ackAt[n] = now()
         break
       } catch (e) {
         if (attempt >= 20) throw e
@@ -189,11 +266,17 @@ async function run(config: WsLoadConfig): Promise<WsLoadResult> {
     if (wait > 0) await new Promise((r) => setTimeout(r, wait))
   }
   const deadline = performance.now() + config.drainTimeoutMs
-  const complete = () => delivered.every((row) => row.every((t) => t > 0))
+  const complete = () => delivered.every((t) => t > 0)
   while (!complete() && performance.now() < deadline) await new Promise((r) => setTimeout(r, 50))
-  const closed = counts[2]!
+  const closed = Atomics.load(counts, 2)
   const used = process.cpuUsage(cpu)
-  for (const ws of sockets) ws.terminate()
+  await Promise.all(
+    workers.map((w) => {
+      const exited = new Promise((r) => w.once('exit', r))
+      w.postMessage('stop')
+      return exited
+    }),
+  )
   agent.destroy()
   const latencies: number[] = []
   const lastPerPost: number[] = []
@@ -201,7 +284,7 @@ async function run(config: WsLoadConfig): Promise<WsLoadResult> {
   let beforeAck = 0
   for (let n = 0; n < config.posts; n++) {
     let last = 0
-    for (const t of delivered[n]!) {
+    for (const t of delivered.subarray(n * config.clients, (n + 1) * config.clients)) {
       if (t === 0) {
         missing++
         continue
@@ -223,7 +306,7 @@ async function run(config: WsLoadConfig): Promise<WsLoadResult> {
     openMs: Math.round(openMs),
     deliveries: latencies.length,
     missing,
-    duplicates: counts[1]!,
+    duplicates: Atomics.load(counts, 1),
     closed,
     p50Ms: percentile(latencies, 50),
     p99Ms: percentile(latencies, 99),
@@ -233,17 +316,23 @@ async function run(config: WsLoadConfig): Promise<WsLoadResult> {
     allP99Ms: percentile(lastPerPost, 99),
     ackP50Ms: percentile(acks, 50),
     cpuS: (used.user + used.system) / 1e6,
+    threads,
   }
 }
 
-const config = JSON.parse(process.argv[2] ?? '{}') as WsLoadConfig
-run(config).then(
-  (result) => {
-    process.stdout.write(`${JSON.stringify(result)}\n`)
-    process.exit(0)
-  },
-  (e: unknown) => {
+if (!isMainThread) {
+  runThread().catch((e: unknown) => {
     process.stderr.write(`${String((e as Error).stack ?? e)}\n`)
     process.exit(1)
-  },
-)
+  })
+} else
+  run(JSON.parse(process.argv[2] ?? '{}') as WsLoadConfig).then(
+    (result) => {
+      process.stdout.write(`${JSON.stringify(result)}\n`)
+      process.exit(0)
+    },
+    (e: unknown) => {
+      process.stderr.write(`${String((e as Error).stack ?? e)}\n`)
+      process.exit(1)
+    },
+  )

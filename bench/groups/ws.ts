@@ -12,6 +12,10 @@
  * - `ws.open_s`: opening and subscribing every socket.
  * - `ws.node_deliver_p99_ms`: on the nodes, the time one push took to be written to every local
  *   socket of the room (the worst node's p99; from /v1/status).
+ * - `ws.tcp_floor_p50_ms`, `ws.tcp_floor_p99_ms`: the same fan-out with nothing of ActorMesh in it
+ *   (bench/tcp-floor.ts: three writer processes, one plain-TCP frame to each of the clients, read
+ *   by a process laid out like the load process), after the nodes are stopped — what the kernel
+ *   and Node's sockets alone cost on this machine, the floor under `ws.fanout_*`.
  *
  * All four processes share the machine's two cores, so the load process's own event loop (it
  * parses every delivery) is part of every figure.
@@ -24,20 +28,30 @@ import type { WsStats } from '../../node/ws/index.js'
 import { exampleModule } from '../../test/actors/examples.js'
 import { call, createNamespace, deploy } from '../../test/integration/calls.js'
 import { getJson, ProcessCluster } from '../../test/integration/cluster.js'
+import type { TcpFloorConfig, TcpFloorResult } from '../tcp-floor.js'
 import type { BenchFigure, BenchGroup } from '../types.js'
 import type { WsLoadConfig, WsLoadResult } from '../ws-load.js'
 
 const root = join(import.meta.dirname, '..', '..')
 const nodeBin = join(root, 'node_modules', '.bin', 'node')
 const loadScript = join(root, 'bench', 'ws-load.ts')
+const floorScript = join(root, 'bench', 'tcp-floor.ts')
 
 /** File descriptors one socket costs: its end in the load process, and its end in a node. */
 const FDS_PER_SOCKET = 1
 /** Descriptors kept free in each process for everything else (libp2p, LibSQL, the HTTP agent). */
 const FDS_SPARE = 1_000
 
-async function runLoad(config: WsLoadConfig, say: (line: string) => void): Promise<WsLoadResult> {
-  const proc = spawn(nodeBin, ['--import', 'tsx', loadScript, JSON.stringify(config)], {
+/**
+ * Runs a load script (`node --import tsx script '<config>'`) and resolves with its `result` line;
+ * its `ready` line is reported through `say`.
+ */
+async function runScript<R>(
+  script: string,
+  config: WsLoadConfig | TcpFloorConfig,
+  say: (line: string) => void,
+): Promise<R> {
+  const proc = spawn(nodeBin, ['--import', 'tsx', script, JSON.stringify(config)], {
     cwd: root,
     stdio: ['ignore', 'pipe', 'pipe'],
   })
@@ -46,17 +60,17 @@ async function runLoad(config: WsLoadConfig, say: (line: string) => void): Promi
     stderr = (stderr + d.toString()).slice(-8_192)
   })
   const exited = new Promise<number | null>((r) => proc.once('exit', (code) => r(code)))
-  let result: WsLoadResult | undefined
+  let result: R | undefined
   createInterface({ input: proc.stdout! }).on('line', (line) => {
     if (!line.startsWith('{')) return
     const event = JSON.parse(line) as { event: string; openMs?: number }
     if (event.event === 'ready') say(`${config.clients} sockets open and subscribed in ${event.openMs} ms`)
-    if (event.event === 'result') result = event as WsLoadResult
+    if (event.event === 'result') result = event as R
   })
   const timer = setTimeout(() => proc.kill('SIGKILL'), 600_000)
   const code = await exited
   clearTimeout(timer)
-  if (!result) throw new Error(`ws-load exited with ${code} and no result: ${stderr}`)
+  if (!result) throw new Error(`${script} exited with ${code} and no result: ${stderr}`)
   return result
 }
 
@@ -84,6 +98,9 @@ const run: BenchGroup = async ({ quick, log: say }) => {
   const clients = await socketsThatFit(quick ? 1_000 : 10_000, say)
   const posts = quick ? 20 : 50
   const cluster = new ProcessCluster()
+  let figures: BenchFigure[]
+  let threads: number
+  let intervalMs: number
   try {
     await cluster.start(3)
     const [a, b] = cluster.nodes as [(typeof cluster.nodes)[0], (typeof cluster.nodes)[0]]
@@ -91,8 +108,9 @@ const run: BenchGroup = async ({ quick, log: say }) => {
     await deploy(b, 'chat', await exampleModule('chat'))
     await call(a, 'chat', 'lobby', 'join', 'bench')
     const cpuBefore = cluster.nodes.map((n) => cpuSeconds(n.proc.pid))
-    const intervalMs = Math.max(200, Math.round(clients / 10))
-    const r = await runLoad(
+    intervalMs = Math.max(200, Math.round(clients / 10))
+    const r = await runScript<WsLoadResult>(
+      loadScript,
       {
         urls: cluster.nodes.map((n) => n.url),
         ns: 'chat',
@@ -115,15 +133,18 @@ const run: BenchGroup = async ({ quick, log: say }) => {
     say(
       `writing one post to a node's sockets: ${delivers.map((d) => `p50 ${d.p50Ms} / p99 ${d.p99Ms} ms`).join(', ')}`,
     )
-    say(`CPU during the run: load process ${r.cpuS.toFixed(1)} s, nodes ${nodeCpu.join(' / ')} s`)
+    say(
+      `CPU during the run: load process ${r.cpuS.toFixed(1)} s (${r.threads} socket threads), nodes ${nodeCpu.join(' / ')} s`,
+    )
     say(
       `${r.clients} clients × ${r.posts} posts: ${r.deliveries} deliveries, ${r.missing} missing, ` +
         `${r.duplicates} duplicates, ${r.closed} closed; ${r.beforeAck} arrived before the ack; ` +
         `ack→delivery p50 ${r.p50Ms.toFixed(1)} ms, p99 ${r.p99Ms.toFixed(1)} ms, max ${r.maxMs.toFixed(1)} ms; ` +
         `ack→last client p50 ${r.allP50Ms.toFixed(1)} ms, p99 ${r.allP99Ms.toFixed(1)} ms; post round trip p50 ${r.ackP50Ms.toFixed(1)} ms`,
     )
-    const note = `${r.clients} clients on 3 nodes, 1 room, a post every ${intervalMs} ms; load in its own process`
-    return [
+    const note = `${r.clients} clients on 3 nodes, 1 room, a post every ${intervalMs} ms; load in its own process (${r.threads} threads)`
+    threads = r.threads
+    figures = [
       { key: 'ws.fanout_p50_ms', value: round(r.p50Ms), unit: 'ms', note },
       { key: 'ws.fanout_p99_ms', value: round(r.p99Ms), unit: 'ms', target: '<= 150', note },
       {
@@ -144,10 +165,26 @@ const run: BenchGroup = async ({ quick, log: say }) => {
         unit: 'ms',
         note: `a push written to a node's ${Math.round(r.clients / 3)} sockets (worst node)`,
       },
-    ] satisfies BenchFigure[]
+    ]
   } finally {
     await cluster.stop()
   }
+  const floor = await runScript<TcpFloorResult>(
+    floorScript,
+    // A chat event frame is about 120 bytes; the rounds are spaced so that one is read before the next.
+    { clients, writers: 3, rounds: posts, intervalMs: Math.min(intervalMs, 500), frameBytes: 120, threads },
+    say,
+  )
+  say(
+    `plain TCP, the same fan-out without ActorMesh: p50 ${floor.p50Ms.toFixed(1)} ms, p99 ${floor.p99Ms.toFixed(1)} ms, ` +
+      `last client p99 ${floor.allP99Ms.toFixed(1)} ms`,
+  )
+  const floorNote = `${clients} plain TCP sockets, 3 writer processes, a reader with ${threads} threads: the floor under ws.fanout_*`
+  return [
+    ...figures,
+    { key: 'ws.tcp_floor_p50_ms', value: round(floor.p50Ms), unit: 'ms', note: floorNote },
+    { key: 'ws.tcp_floor_p99_ms', value: round(floor.p99Ms), unit: 'ms', note: floorNote },
+  ]
 }
 
 /** User and system CPU seconds of a process so far (Linux /proc; zeros elsewhere). */

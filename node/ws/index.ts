@@ -112,7 +112,13 @@ export function createWsService(deps: WsDeps, options: WsOptions = {}): WsServic
       leader: deps.leaderOf,
       log,
       push: async (peer, req) => {
-        if (peer === deps.self) return hub!.receivePush(peer, req)
+        if (peer === deps.self) {
+          // Writing to this node's sockets takes long with thousands of them (tens of ms): let the
+          // pushes to other nodes, queued in the same flush, reach their sockets first so that
+          // every node writes to its clients at once instead of one after the other.
+          await new Promise((resolve) => setImmediate(resolve))
+          return hub!.receivePush(peer, req)
+        }
         return checkPushAnswer(await deps.rpc.request(peer, WS_PUSH, req, { timeoutMs }))
       },
     },

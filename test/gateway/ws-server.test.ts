@@ -11,8 +11,9 @@ import WebSocket from 'ws'
 import type { CallReply, CallRequest } from '../../node/actor-host.js'
 import { NodeError } from '../../node/errors.js'
 import type { NamespaceStateMachine } from '../../node/namespace-group.js'
-import type { Rpc } from '../../node/rpc.js'
+import type { Rpc, RpcHandler } from '../../node/rpc.js'
 import { createWsService, type WsOptions, type WsService } from '../../node/ws/index.js'
+import { type PushRequest, type SubRequest, WS_PUSH, WS_SUB } from '../../node/ws/protocol.js'
 import { PING_SLICES } from '../../node/ws/server.js'
 import { waitFor } from '../integration/cluster.js'
 
@@ -42,10 +43,11 @@ afterEach(async () => {
   nodes = []
 })
 
-async function startNode(options: WsOptions = {}, startIndex = 0): Promise<Node> {
+async function startNode(options: WsOptions = {}, startIndex = 0, rpc?: Rpc): Promise<Node> {
   let index = startIndex
   const namespaces = new Set(['ns'])
-  const fakeRpc = { handle: () => {}, request: () => Promise.reject(new Error('no peers')) } as unknown as Rpc
+  const fakeRpc =
+    rpc ?? ({ handle: () => {}, request: () => Promise.reject(new Error('no peers')) } as unknown as Rpc)
   let service: WsService | undefined
   const broadcast = (actor: string, data: Uint8Array) => {
     index++
@@ -334,6 +336,37 @@ describe('WebSocket server', () => {
     // One slice a tick: the first pings of 16 sockets in 16 slices span 15 ticks of 100 ms.
     const span = Math.max(...firstPing) - Math.min(...firstPing)
     expect(span).toBeGreaterThan(intervalMs / 2)
+  })
+
+  it('pushes a broadcast to the other nodes before writing it to its own sockets', async () => {
+    const handlers = new Map<string, RpcHandler>()
+    // When the push to the other node went out: how many local deliveries had been made by then.
+    const deliveredAtPush: number[] = []
+    let node: Node | undefined
+    const rpc = {
+      handle: (method: string, handler: RpcHandler) => handlers.set(method, handler),
+      request: async (_peer: string, method: string, req: PushRequest) => {
+        expect(method).toBe(WS_PUSH)
+        // A libp2p stream write reaches its socket some promise turns after `request` is called.
+        for (let turn = 0; turn < 10; turn++) await null
+        deliveredAtPush.push(node!.ws.stats().counters.delivered)
+        return { cursors: req.feeds.map((f) => [f.actor, null]) } // null: the source forgets n1
+      },
+    } as unknown as Rpc
+    node = await startNode({}, 0, rpc)
+    await handlers.get(WS_SUB)!(
+      'n1',
+      { ns: 'ns', feeds: [{ actor: 'room', after: null }] } satisfies SubRequest,
+      new AbortController().signal,
+    )
+    const local = new Client(route(node, 'room'))
+    await local.ready()
+    node.broadcast('room', new TextEncoder().encode('x'))
+    await waitFor(
+      () => local.events().length === 1 && deliveredAtPush.length === 1,
+      () => 'the broadcast to reach the local client and the other node',
+    )
+    expect(deliveredAtPush).toEqual([0])
   })
 
   it('refuses connections beyond connectionsMax with 503', async () => {
