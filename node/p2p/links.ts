@@ -3,6 +3,7 @@ import { peerIdFromString } from '@libp2p/peer-id'
 import { lpStream } from '@libp2p/utils'
 import type { Logger } from 'pino'
 import type { Host } from './host.js'
+import { quietWindowUpdates } from './yamux-window.js'
 
 /** The protocol of the long-lived frame stream between two nodes. */
 export const LINK_PROTOCOL = '/actormesh/link/1.0.0'
@@ -97,6 +98,8 @@ export class PeerLinks {
   private readonly keepaliveMs: number
   private readonly silentTimeoutMs: number
   private keepaliveTimer: NodeJS.Timeout | undefined
+  /** Said once: a link stream `quietWindowUpdates` could not adjust (node/p2p/yamux-window.ts). */
+  private warnedWindowUpdates = false
   /** When `checkStreams` last ran (its own lateness shows this process was stalled). */
   private checkedAtMs = 0
   private readonly onDown: (peer: string, why: 'closed' | 'unreachable') => void
@@ -350,6 +353,10 @@ export class PeerLinks {
   }
 
   private attach(link: Link, stream: Stream): void {
+    if (!quietWindowUpdates(stream) && !this.warnedWindowUpdates) {
+      this.warnedWindowUpdates = true
+      this.log.warn('link streams are not yamux streams of the known shape: every frame gets a window update')
+    }
     link.stream = stream
     link.receivedAtMs = performance.now()
     link.sentAtMs = 0

@@ -104,6 +104,48 @@ describe('peer links over real libp2p on loopback', () => {
     expect(streams).toHaveLength(1)
   })
 
+  it('sends a yamux window update only when half the receive window is used, not after every frame', async () => {
+    const a = await startPeer()
+    const b = await startPeer([a.host.getMultiaddrs()[0]!.toString()])
+    const bId = b.host.peerId.toString()
+    a.links.send(bId, new TextEncoder().encode('hello'))
+    await waitFor(() => b.received.length === 1, 'the first frame')
+    const [stream] = b.host
+      .getConnections(a.host.peerId)
+      .flatMap((c) => c.streams.filter((s) => s.protocol === '/actormesh/link/1.0.0'))
+    // Count the window updates (yamux frame type 1) b's end of the link sends from here on.
+    const frames = stream as unknown as { sendFrame(frame: { type: number }): void }
+    expect(typeof frames.sendFrame).toBe('function')
+    const send = frames.sendFrame.bind(stream)
+    let updates = 0
+    frames.sendFrame = (frame) => {
+      if (frame.type === 1) updates++
+      send(frame)
+    }
+    // One frame at a time, so that each arrives as its own yamux data frame. A link delivers at most
+    // once (a frame in flight when a stream is replaced is lost; Raft resends), so resend if needed.
+    const deliver = async (text: string) => {
+      for (let attempt = 1; ; attempt++) {
+        a.links.send(bId, new TextEncoder().encode(text))
+        try {
+          await waitFor(() => b.received.some((r) => r.text === text), text, 3_000)
+          return
+        } catch (e) {
+          if (attempt >= 5) throw e
+        }
+      }
+    }
+    for (let i = 1; i <= 50; i++) await deliver(`f${i}`)
+    // At most the one that carries the ACK flag of an inbound stream b has not written to yet.
+    expect(updates).toBeLessThanOrEqual(1)
+    // 4 KiB frames fill half of the 256 KiB window after ~32 of them: updates resume, not one per frame.
+    const big = new Uint8Array(4_096).fill(0x61)
+    for (let i = 0; i < 100; i++) a.links.send(bId, big)
+    await waitFor(() => b.received.filter((r) => r.text.length === 4_096).length === 100, '100 large frames')
+    expect(updates).toBeGreaterThan(0)
+    expect(updates).toBeLessThan(20)
+  })
+
   it('keeps the peer id across restarts because the key lives in the data directory', async () => {
     const a = await startPeer()
     const id = a.host.peerId.toString()
