@@ -14,6 +14,7 @@
 import { type ChildProcess, fork } from 'node:child_process'
 import { connect, createServer, type Socket } from 'node:net'
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads'
+import { percentile, runAsScript } from './script.js'
 
 export interface TcpFloorConfig {
   clients: number
@@ -87,10 +88,6 @@ async function reader(): Promise<void> {
   })
 }
 
-function percentile(sorted: number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? Number.NaN
-}
-
 async function run(config: TcpFloorConfig): Promise<TcpFloorResult> {
   const writers: ChildProcess[] = []
   const readers: Worker[] = []
@@ -162,14 +159,4 @@ async function run(config: TcpFloorConfig): Promise<TcpFloorResult> {
 
 if (!isMainThread) void reader()
 else if (process.argv[2] === 'writer') writer(Number(process.argv[3]))
-else
-  run(JSON.parse(process.argv[2] ?? '{}') as TcpFloorConfig).then(
-    (result) => {
-      process.stdout.write(`${JSON.stringify(result)}\n`)
-      process.exit(0)
-    },
-    (e: unknown) => {
-      process.stderr.write(`${String((e as Error).stack ?? e)}\n`)
-      process.exit(1)
-    },
-  )
+else runAsScript(run)

@@ -18,6 +18,7 @@ import { Agent, request } from 'node:http'
 import { availableParallelism } from 'node:os'
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads'
 import WebSocket from 'ws'
+import { percentile, runAsScript } from './script.js'
 
 export interface WsLoadConfig {
   urls: string[]
@@ -76,11 +77,6 @@ function postNumber(data: Buffer): number {
     n = n * 10 + d
   }
   return n
-}
-
-function percentile(sorted: number[], p: number): number {
-  if (sorted.length === 0) return Number.NaN
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!
 }
 
 /** Attempts to open one socket before the run gives up (a loaded machine resets some handshakes). */
@@ -325,14 +321,4 @@ if (!isMainThread) {
     process.stderr.write(`${String((e as Error).stack ?? e)}\n`)
     process.exit(1)
   })
-} else
-  run(JSON.parse(process.argv[2] ?? '{}') as WsLoadConfig).then(
-    (result) => {
-      process.stdout.write(`${JSON.stringify(result)}\n`)
-      process.exit(0)
-    },
-    (e: unknown) => {
-      process.stderr.write(`${String((e as Error).stack ?? e)}\n`)
-      process.exit(1)
-    },
-  )
+} else runAsScript(run)
