@@ -382,13 +382,6 @@ export async function startMeshNode(
     // The ticker keeps running: a transfer needs ticks to finish (or to time out and be asked again).
     const result = await moveLeaderships(
       driver,
-      // A suspect peer is most likely alive but slow (a loaded machine misses a beat or two): a
-      // transfer to it that fails times out in Raft and is asked again, whereas skipping it kept
-      // the leadership here and the stop made the group elect anew.
-      (peer) => {
-        const state = membership.get(peer)?.state
-        return state !== undefined && state !== 'dead'
-      },
       (peer) => membership.get(peer)?.state ?? 'unknown',
       drainOptions?.timeoutMs ?? DRAIN_TIMEOUT_MS,
       drainOptions?.signal,
@@ -445,11 +438,17 @@ export async function startMeshNode(
  */
 async function moveLeaderships(
   driver: MultiRaft,
-  isAlive: (peer: string) => boolean,
   stateOf: (peer: string) => string,
   timeoutMs: number,
   signal: AbortSignal | undefined,
 ): Promise<DrainResult> {
+  // A suspect peer is most likely alive but slow (a loaded machine misses a beat or two): a
+  // transfer to it that fails times out in Raft and is asked again, whereas skipping it kept the
+  // leadership here and the stop made the group elect anew.
+  const isAlive = (peer: string) => {
+    const state = stateOf(peer)
+    return state !== 'unknown' && state !== 'dead'
+  }
   const started = performance.now()
   const ledAtStart = leaderships(driver)
   // A group that comes back in a later term was handed back: its target is draining too (or a

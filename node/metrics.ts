@@ -36,8 +36,6 @@ export interface MetricsSources {
 /** Latency buckets in seconds, from 0.5 ms to 10 s. */
 const SECONDS_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
 
-/** Roles as `Status.role` numbers them (consensus/types.ts `Role`). */
-
 /** A gauge whose value is read at scrape time. */
 function gauge(registry: Registry, name: string, help: string, read: () => number): Gauge {
   return new Gauge({

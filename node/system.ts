@@ -51,6 +51,9 @@ class NotLeaderError extends Error {
   }
 }
 
+/** How often the rounds look at every namespace when neither the catalog nor membership changed. */
+const SCAN_EVERY_MS = 2_000
+
 /**
  * The `_system` group on one node: the first node (no seeds, no state) bootstraps it alone; a
  * joining node asks any member to join (`sys.join`, answered by the leader) and creates its replica
@@ -58,9 +61,6 @@ class NotLeaderError extends Error {
  * rule). The leader records the node in the catalog, adds it as a learner, and promotes learners
  * that have caught up while there are fewer than `SYSTEM_VOTERS_MAX` voters.
  */
-/** How often the rounds look at every namespace when neither the catalog nor membership changed. */
-const SCAN_EVERY_MS = 2_000
-
 export class SystemService {
   readonly catalog = new Catalog()
   private timer: NodeJS.Timeout | undefined

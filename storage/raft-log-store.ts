@@ -5,7 +5,7 @@
  * `persist` writes the whole batch in one transaction and only then updates memory.
  *
  * The database runs with `synchronous=NORMAL`: a transaction only appends to the WAL, and the
- * fsync that makes it survive power loss (`syncWal`) runs on libuv's thread pool, only when the
+ * fsync that makes it survive power loss (`WalSyncer`) runs on libuv's thread pool, only when the
  * batch must be durable before Raft acts on it (`sync`, from `Ready.mustSync`: new entries, a
  * snapshot, a term or vote). A commit-index-only write is left to the next fsync: losing it only
  * makes a restarted node learn the commit index again.
