@@ -15,7 +15,6 @@
  * ready, then `{"event":"result",…}` (latencies in milliseconds).
  */
 import { Agent, request } from 'node:http'
-import { availableParallelism } from 'node:os'
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads'
 import WebSocket from 'ws'
 import { percentile, runAsScript } from './script.js'
@@ -31,8 +30,8 @@ export interface WsLoadConfig {
   intervalMs: number
   /** Give up waiting for deliveries this long after the last post. */
   drainTimeoutMs: number
-  /** Worker threads holding the sockets (default: the machine's cores, at most 4). */
-  threads?: number
+  /** Worker threads holding the sockets. */
+  threads: number
 }
 
 export interface WsLoadResult {
@@ -59,7 +58,6 @@ export interface WsLoadResult {
   ackP50Ms: number
   /** CPU this process used while posting and receiving, in seconds (every thread). */
   cpuS: number
-  threads: number
 }
 
 /** What precedes a post's number in an event frame: `{"event":"{\"type\":\"post\",…,\"text\":\"b17\"…`. */
@@ -231,7 +229,7 @@ function post(agent: Agent, url: string, config: WsLoadConfig, n: number): Promi
 }
 
 async function run(config: WsLoadConfig): Promise<WsLoadResult> {
-  const threads = Math.max(1, config.threads ?? Math.min(4, availableParallelism()))
+  const threads = Math.max(1, config.threads)
   const shared = sharedViews({
     delivered: new SharedArrayBuffer(config.posts * config.clients * Float64Array.BYTES_PER_ELEMENT),
     counts: new SharedArrayBuffer(3 * Int32Array.BYTES_PER_ELEMENT),
@@ -312,7 +310,6 @@ async function run(config: WsLoadConfig): Promise<WsLoadResult> {
     allP99Ms: percentile(lastPerPost, 99),
     ackP50Ms: percentile(acks, 50),
     cpuS: (used.user + used.system) / 1e6,
-    threads,
   }
 }
 

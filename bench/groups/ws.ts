@@ -22,6 +22,7 @@
  */
 import { spawn } from 'node:child_process'
 import { readFileSync } from 'node:fs'
+import { availableParallelism } from 'node:os'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import type { WsStats } from '../../node/ws/index.js'
@@ -94,13 +95,48 @@ async function socketsThatFit(wanted: number, say: (line: string) => void): Prom
   return fit
 }
 
+/** What one run is: its clients, posts, the pause between posts, and the load process's socket threads. */
+interface WsRun {
+  clients: number
+  posts: number
+  intervalMs: number
+  threads: number
+}
+
 const run: BenchGroup = async ({ quick, log: say }) => {
   const clients = await socketsThatFit(quick ? 1_000 : 10_000, say)
-  const posts = quick ? 20 : 50
+  const shape: WsRun = {
+    clients,
+    posts: quick ? 20 : 50,
+    intervalMs: Math.max(200, Math.round(clients / 10)),
+    threads: Math.min(4, availableParallelism()),
+  }
+  const figures = await fanout(shape, say)
+  const { posts, intervalMs, threads } = shape
+  const floor = await runScript<TcpFloorResult>(
+    floorScript,
+    // A chat event frame is about 120 bytes; the rounds are spaced so that one is read before the next.
+    { clients, writers: 3, rounds: posts, intervalMs: Math.min(intervalMs, 500), frameBytes: 120, threads },
+    say,
+  )
+  say(
+    `plain TCP, the same fan-out without ActorMesh: p50 ${floor.p50Ms.toFixed(1)} ms, p99 ${floor.p99Ms.toFixed(1)} ms, ` +
+      `last client p99 ${floor.allP99Ms.toFixed(1)} ms`,
+  )
+  const floorNote = `${clients} plain TCP sockets, 3 writer processes, a reader with ${threads} threads: the floor under ws.fanout_*`
+  return [
+    ...figures,
+    { key: 'ws.tcp_floor_p50_ms', value: round(floor.p50Ms), unit: 'ms', note: floorNote },
+    { key: 'ws.tcp_floor_p99_ms', value: round(floor.p99Ms), unit: 'ms', note: floorNote },
+  ]
+}
+
+/** Three nodes and the load process: the fan-out figures. */
+async function fanout(
+  { clients, posts, intervalMs, threads }: WsRun,
+  say: (line: string) => void,
+): Promise<BenchFigure[]> {
   const cluster = new ProcessCluster()
-  let figures: BenchFigure[]
-  let threads: number
-  let intervalMs: number
   try {
     await cluster.start(3)
     const [a, b] = cluster.nodes as [(typeof cluster.nodes)[0], (typeof cluster.nodes)[0]]
@@ -108,7 +144,6 @@ const run: BenchGroup = async ({ quick, log: say }) => {
     await deploy(b, 'chat', await exampleModule('chat'))
     await call(a, 'chat', 'lobby', 'join', 'bench')
     const cpuBefore = cluster.nodes.map((n) => cpuSeconds(n.proc.pid))
-    intervalMs = Math.max(200, Math.round(clients / 10))
     const r = await runScript<WsLoadResult>(
       loadScript,
       {
@@ -120,6 +155,7 @@ const run: BenchGroup = async ({ quick, log: say }) => {
         posts,
         intervalMs,
         drainTimeoutMs: 60_000,
+        threads,
       },
       say,
     )
@@ -134,7 +170,7 @@ const run: BenchGroup = async ({ quick, log: say }) => {
       `writing one post to a node's sockets: ${delivers.map((d) => `p50 ${d.p50Ms} / p99 ${d.p99Ms} ms`).join(', ')}`,
     )
     say(
-      `CPU during the run: load process ${r.cpuS.toFixed(1)} s (${r.threads} socket threads), nodes ${nodeCpu.join(' / ')} s`,
+      `CPU during the run: load process ${r.cpuS.toFixed(1)} s (${threads} socket threads), nodes ${nodeCpu.join(' / ')} s`,
     )
     say(
       `${r.clients} clients × ${r.posts} posts: ${r.deliveries} deliveries, ${r.missing} missing, ` +
@@ -142,9 +178,8 @@ const run: BenchGroup = async ({ quick, log: say }) => {
         `ack→delivery p50 ${r.p50Ms.toFixed(1)} ms, p99 ${r.p99Ms.toFixed(1)} ms, max ${r.maxMs.toFixed(1)} ms; ` +
         `ack→last client p50 ${r.allP50Ms.toFixed(1)} ms, p99 ${r.allP99Ms.toFixed(1)} ms; post round trip p50 ${r.ackP50Ms.toFixed(1)} ms`,
     )
-    const note = `${r.clients} clients on 3 nodes, 1 room, a post every ${intervalMs} ms; load in its own process (${r.threads} threads)`
-    threads = r.threads
-    figures = [
+    const note = `${r.clients} clients on 3 nodes, 1 room, a post every ${intervalMs} ms; load in its own process (${threads} threads)`
+    return [
       { key: 'ws.fanout_p50_ms', value: round(r.p50Ms), unit: 'ms', note },
       { key: 'ws.fanout_p99_ms', value: round(r.p99Ms), unit: 'ms', target: '<= 150', note },
       {
@@ -165,26 +200,10 @@ const run: BenchGroup = async ({ quick, log: say }) => {
         unit: 'ms',
         note: `a push written to a node's ${Math.round(r.clients / 3)} sockets (worst node)`,
       },
-    ]
+    ] satisfies BenchFigure[]
   } finally {
     await cluster.stop()
   }
-  const floor = await runScript<TcpFloorResult>(
-    floorScript,
-    // A chat event frame is about 120 bytes; the rounds are spaced so that one is read before the next.
-    { clients, writers: 3, rounds: posts, intervalMs: Math.min(intervalMs, 500), frameBytes: 120, threads },
-    say,
-  )
-  say(
-    `plain TCP, the same fan-out without ActorMesh: p50 ${floor.p50Ms.toFixed(1)} ms, p99 ${floor.p99Ms.toFixed(1)} ms, ` +
-      `last client p99 ${floor.allP99Ms.toFixed(1)} ms`,
-  )
-  const floorNote = `${clients} plain TCP sockets, 3 writer processes, a reader with ${threads} threads: the floor under ws.fanout_*`
-  return [
-    ...figures,
-    { key: 'ws.tcp_floor_p50_ms', value: round(floor.p50Ms), unit: 'ms', note: floorNote },
-    { key: 'ws.tcp_floor_p99_ms', value: round(floor.p99Ms), unit: 'ms', note: floorNote },
-  ]
 }
 
 /** User and system CPU seconds of a process so far (Linux /proc; zeros elsewhere). */
