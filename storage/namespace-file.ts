@@ -7,8 +7,8 @@
  */
 import { open, rename, rm } from 'node:fs/promises'
 import { dirname } from 'node:path'
-import type { Client } from '@libsql/client'
 import { assert, type ConfState } from '../consensus/index.js'
+import type { Db } from './db.js'
 import { StorageCorruptionError } from './errors.js'
 import {
   confText,
@@ -46,7 +46,7 @@ export interface NamespaceFileOptions {
 async function withFile<T>(
   path: string,
   options: NamespaceFileOptions | undefined,
-  fn: (client: Client, db: DbConfig) => Promise<T>,
+  fn: (client: Db, db: DbConfig) => Promise<T>,
 ): Promise<T> {
   options?.signal?.throwIfAborted()
   const db: DbConfig = {
@@ -70,7 +70,7 @@ async function withFile<T>(
   }
 }
 
-async function readPoint(client: Client, db: DbConfig) {
+async function readPoint(client: Db, db: DbConfig) {
   const rs = await guard(db, () =>
     client.execute(
       'SELECT CAST(namespace AS BLOB), applied_index, applied_term, CAST(conf AS BLOB), bytes, crc FROM ns_meta WHERE id = 1',

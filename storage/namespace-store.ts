@@ -5,8 +5,8 @@
  */
 import { mkdir, readdir, rm } from 'node:fs/promises'
 import { join } from 'node:path'
-import type { Client, Row } from '@libsql/client'
 import { type ConfState, cloneConf, type Logger } from '../consensus/index.js'
+import type { Db, Row } from './db.js'
 import { StorageClosedError, StorageCorruptionError } from './errors.js'
 import {
   checkWrite,
@@ -115,7 +115,7 @@ export class NamespaceStore implements StateReader {
   readonly path: string
   /** Serialises writers: apply, snapshot creation and installation. */
   readonly lock = new SerialLock()
-  private client: Client | undefined
+  private client: Db | undefined
   private swapping: { done: Promise<void>; resolve: () => void } | undefined
   private point: AppliedPoint = { index: 0, term: 0, conf: { voters: [], learners: [] } }
   private readonly walSync: { dirSynced?: boolean } = {}
@@ -189,7 +189,7 @@ export class NamespaceStore implements StateReader {
   }
 
   /** @internal The open client; throws `StorageClosedError` when closed. */
-  db(): Client {
+  db(): Db {
     if (!this.client) throw new StorageClosedError(`namespace '${this.config.name}'`)
     return this.client
   }
@@ -215,7 +215,7 @@ export class NamespaceStore implements StateReader {
   }
 
   /** The client for a read: waits while a snapshot is being swapped in. */
-  private async reader(): Promise<Client> {
+  private async reader(): Promise<Db> {
     while (this.swapping) await this.swapping.done
     return this.db()
   }

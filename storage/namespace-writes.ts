@@ -6,14 +6,14 @@
  * statement, because the client prepares every statement anew and preparing statements with
  * hundreds of parameters cost more than the writes.
  */
-import type { Client, InStatement } from '@libsql/client'
+import type { Db, SqlStatement } from './db.js'
 import { StorageQuotaError } from './errors.js'
 import { crcKv, type NamespaceLimits } from './namespace-schema.js'
 import type { StateWrite } from './state-store.js'
 
 /** What a batch does, ready to run in one transaction. */
 export interface WritePlan {
-  stmts: InStatement[]
+  stmts: SqlStatement[]
   /** Change of the namespace's byte total. */
   bytesDelta: number
 }
@@ -50,7 +50,7 @@ function lastWrites(writes: StateWrite[]): StateWrite[] {
  * `StorageQuotaError` (nothing written) when an actor would end over `actorStateBytesMax`.
  */
 export async function planWrites(
-  client: Client,
+  client: Db,
   writes: StateWrite[],
   limits: NamespaceLimits,
 ): Promise<WritePlan> {
@@ -82,7 +82,7 @@ export async function planWrites(
     }
   })
   checkQuota(actors, totals, list, limits)
-  const stmts: InStatement[] = []
+  const stmts: SqlStatement[] = []
   if (dels.length > 0) stmts.push({ sql: DELETE_KEYS, args: [JSON.stringify(dels)] })
   if (sets.length > 0) stmts.push({ sql: UPSERT_KEYS, args: [JSON.stringify(sets)] })
   const keep = actors.filter((a) => totals.get(a)! > 0).map((a) => [a, totals.get(a)!])

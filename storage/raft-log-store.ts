@@ -10,7 +10,7 @@
  * snapshot, a term or vote). A commit-index-only write is left to the next fsync: losing it only
  * makes a restarted node learn the commit index again.
  */
-import type { Client, InStatement } from '@libsql/client'
+
 import {
   assert,
   type ConfState,
@@ -25,6 +25,7 @@ import {
   type Snapshot,
   type Storage,
 } from '../consensus/index.js'
+import type { Db, SqlStatement } from './db.js'
 import { StorageClosedError } from './errors.js'
 import { crcGroupRow, crcSnapshotRow, loadGroups } from './raft-rows.js'
 import { insertSegment, type SegmentBounds, truncateSegments } from './raft-segments.js'
@@ -83,7 +84,7 @@ export class RaftLogStore implements LogStore {
 
   /** @internal use `openRaftLogStore`. */
   constructor(
-    private readonly client: Client,
+    private readonly client: Db,
     private readonly config: RaftLogStoreConfig,
     private readonly views: Map<string, MemoryStorage>,
     /** Bounds of each group's stored log segments (see raft-segments.ts). */
@@ -215,8 +216,8 @@ export class RaftLogStore implements LogStore {
   }
 
   /** One transaction: rows for groups not yet saved, then `stmts`; durable when `sync`. */
-  private async commit(stmts: InStatement[], sync = true): Promise<void> {
-    const created: InStatement[] = []
+  private async commit(stmts: SqlStatement[], sync = true): Promise<void> {
+    const created: SqlStatement[] = []
     for (const group of this.unsaved) {
       const view = this.views.get(group)!
       created.push(groupUpsert(group, view.initialState().hardState, 0, 0))
@@ -232,10 +233,10 @@ export class RaftLogStore implements LogStore {
 
   /** The statements of one batch (after `checkGroupWrites` accepted it) and the segments after it. */
   private persistStatements(writes: GroupWrite[]): {
-    stmts: InStatement[]
+    stmts: SqlStatement[]
     segments: Map<string, SegmentBounds[]>
   } {
-    const stmts: InStatement[] = []
+    const stmts: SqlStatement[] = []
     const state = new Map<string, GroupPlan>()
     for (const w of writes) {
       let s = state.get(w.group) ?? this.planOf(w.group)
@@ -292,7 +293,7 @@ interface GroupPlan {
   bounds: SegmentBounds[]
 }
 
-function groupUpsert(group: string, hs: HardState, compactIndex: number, compactTerm: number): InStatement {
+function groupUpsert(group: string, hs: HardState, compactIndex: number, compactTerm: number): SqlStatement {
   return {
     sql: `INSERT INTO raft_group (grp, term, vote, commit_index, compact_index, compact_term, crc)
       VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (grp) DO UPDATE SET term = excluded.term,
@@ -310,7 +311,7 @@ function groupUpsert(group: string, hs: HardState, compactIndex: number, compact
   }
 }
 
-function snapshotUpsert(group: string, snap: Snapshot): InStatement {
+function snapshotUpsert(group: string, snap: Snapshot): SqlStatement {
   const conf = JSON.stringify(snap.meta.conf)
   return {
     sql: `INSERT INTO raft_snapshot (grp, idx, term, conf, data, crc) VALUES (?, ?, ?, ?, ?, ?)

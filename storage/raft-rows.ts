@@ -3,8 +3,8 @@
  * back into memory with each row verified, so a flipped byte is a `StorageCorruptionError`.
  */
 import { crc32 } from 'node:zlib'
-import type { Client } from '@libsql/client'
 import { type ConfState, type Entry, type HardState, MemoryStorage } from '../consensus/index.js'
+import type { Db } from './db.js'
 import { StorageCorruptionError } from './errors.js'
 import { crcBounds, crcSegment, type SegmentBounds, unpackEntries } from './raft-segments.js'
 import { blob, text } from './sqlite.js'
@@ -38,7 +38,7 @@ interface SnapshotRow {
   data: Uint8Array
 }
 
-async function readGroupRows(client: Client, path: string): Promise<Map<string, GroupRow>> {
+async function readGroupRows(client: Db, path: string): Promise<Map<string, GroupRow>> {
   const rs = await client.execute(
     'SELECT CAST(grp AS BLOB), term, CAST(vote AS BLOB), commit_index, compact_index, compact_term, crc FROM raft_group',
   )
@@ -55,7 +55,7 @@ async function readGroupRows(client: Client, path: string): Promise<Map<string, 
   return out
 }
 
-async function readSnapshotRows(client: Client, path: string): Promise<Map<string, SnapshotRow>> {
+async function readSnapshotRows(client: Db, path: string): Promise<Map<string, SnapshotRow>> {
   const rs = await client.execute(
     'SELECT CAST(grp AS BLOB), idx, term, CAST(conf AS BLOB), data, crc FROM raft_snapshot',
   )
@@ -77,7 +77,7 @@ interface SegmentRows {
   entries: Entry[]
 }
 
-async function readSegments(client: Client, path: string): Promise<Map<string, SegmentRows>> {
+async function readSegments(client: Db, path: string): Promise<Map<string, SegmentRows>> {
   const rs = await client.execute(
     'SELECT CAST(grp AS BLOB), first, last, data, crc, bounds_crc FROM raft_segment ORDER BY grp, first',
   )
@@ -147,7 +147,7 @@ export interface LoadedGroups {
 }
 
 /** Loads and verifies every group of raft.db. */
-export async function loadGroups(client: Client, path: string): Promise<LoadedGroups> {
+export async function loadGroups(client: Db, path: string): Promise<LoadedGroups> {
   const groups = await readGroupRows(client, path)
   const snapshots = await readSnapshotRows(client, path)
   const logs = await readSegments(client, path)

@@ -10,8 +10,8 @@
  * Packed entries: for each entry, term (float64), type (uint8), data length (uint32), data.
  */
 import { crc32 } from 'node:zlib'
-import type { InStatement } from '@libsql/client'
 import type { Entry, EntryType } from '../consensus/index.js'
+import type { SqlStatement } from './db.js'
 import { StorageCorruptionError } from './errors.js'
 
 const HEADER_BYTES = 13
@@ -83,8 +83,8 @@ export function truncateSegments(
   bounds: SegmentBounds[],
   from: number,
   offset: number,
-): { stmts: InStatement[]; bounds: SegmentBounds[] } {
-  const stmts: InStatement[] = []
+): { stmts: SqlStatement[]; bounds: SegmentBounds[] } {
+  const stmts: SqlStatement[] = []
   const kept: SegmentBounds[] = []
   if (bounds.some((b) => b.first >= from)) {
     stmts.push({ sql: 'DELETE FROM raft_segment WHERE grp = ? AND first >= ?', args: [group, from] })
@@ -107,7 +107,10 @@ export function truncateSegments(
 }
 
 /** The INSERT of one segment holding `entries` (consecutive, non-empty). */
-export function insertSegment(group: string, entries: Entry[]): { stmt: InStatement; bounds: SegmentBounds } {
+export function insertSegment(
+  group: string,
+  entries: Entry[],
+): { stmt: SqlStatement; bounds: SegmentBounds } {
   const first = entries[0]!.index
   const last = entries[entries.length - 1]!.index
   const packed = packEntries(entries)

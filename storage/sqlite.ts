@@ -6,7 +6,7 @@
 import { closeSync, openSync, readSync } from 'node:fs'
 import { type FileHandle, open } from 'node:fs/promises'
 import { dirname } from 'node:path'
-import { type Client, createClient } from '@libsql/client'
+import { type Db, openConnection } from './db.js'
 import { StorageCorruptionError, StorageKeyError } from './errors.js'
 
 /** How a database file is opened. */
@@ -87,18 +87,13 @@ export async function guard<T>(config: DbConfig, fn: () => Promise<T>): Promise<
  * checkpoints, and `syncWal` makes earlier commits durable), and a forced read of the schema so
  * that a wrong key or a damaged header fails here rather than on first use.
  */
-export async function openDb(config: DbConfig): Promise<Client> {
+export async function openDb(config: DbConfig): Promise<Db> {
   if (/[?#]/.test(config.path)) {
     throw new RangeError(`Cannot open database '${config.path}': path contains '?' or '#'`)
   }
-  let client: Client | undefined
+  let client: Db | undefined
   try {
-    client = createClient({
-      url: `file:${config.path}`,
-      encryptionKey: config.encryptionKey,
-      intMode: 'number',
-      concurrency: 1,
-    })
+    client = openConnection(config.path, config.encryptionKey)
     await client.execute('PRAGMA journal_mode=WAL')
     await client.execute(`PRAGMA synchronous=${config.synchronous === 'normal' ? 'NORMAL' : 'FULL'}`)
     await client.execute('SELECT count(*) FROM sqlite_schema')
@@ -122,7 +117,7 @@ export async function openDb(config: DbConfig): Promise<Client> {
  * Copies the WAL into the database file and empties it, so a closed database is one
  * self-contained file (the bundled libsql does not checkpoint when its last connection closes).
  */
-export async function checkpoint(config: DbConfig, client: Client): Promise<void> {
+export async function checkpoint(config: DbConfig, client: Db): Promise<void> {
   await guard(config, () => client.execute('PRAGMA wal_checkpoint(TRUNCATE)'))
 }
 
@@ -139,12 +134,11 @@ export class SerialLock {
 }
 
 /**
- * Bytes of a BLOB column as a `Uint8Array` (the client returns an `ArrayBuffer`). Any other type
- * means a damaged record header changed the column's type.
+ * Bytes of a BLOB column as a plain `Uint8Array` (the engine returns a `Buffer`; this is a view of
+ * the same bytes). Any other type means a damaged record header changed the column's type.
  */
 export function blob(value: unknown, path: string): Uint8Array {
-  if (value instanceof ArrayBuffer) return new Uint8Array(value)
-  if (value instanceof Uint8Array) return value
+  if (value instanceof Uint8Array) return new Uint8Array(value.buffer, value.byteOffset, value.byteLength)
   throw new StorageCorruptionError(path, `a BLOB column holds a ${value === null ? 'null' : typeof value}`)
 }
 
@@ -169,7 +163,7 @@ async function expectedSchema(statements: string[]): Promise<string> {
   const id = statements.join(';')
   let schema = expectedSchemas.get(id)
   if (schema === undefined) {
-    const scratch = createClient({ url: ':memory:' })
+    const scratch = openConnection(':memory:')
     try {
       await scratch.batch(statements, 'write')
       schema = await schemaText(scratch)
@@ -181,7 +175,7 @@ async function expectedSchema(statements: string[]): Promise<string> {
   return schema
 }
 
-async function schemaText(client: Client): Promise<string> {
+async function schemaText(client: Db): Promise<string> {
   const rs = await client.execute(
     'SELECT CAST(type AS BLOB), CAST(name AS BLOB), CAST(tbl_name AS BLOB), CAST(sql AS BLOB) FROM sqlite_schema ORDER BY 1, 2',
   )
@@ -196,7 +190,7 @@ async function schemaText(client: Client): Promise<string> {
  * Creates the schema if the database is new, and otherwise checks that the stored schema is
  * exactly the one `statements` create: a flipped byte in it is corruption, not a missing column.
  */
-export async function ensureSchema(config: DbConfig, client: Client, statements: string[]): Promise<void> {
+export async function ensureSchema(config: DbConfig, client: Db, statements: string[]): Promise<void> {
   const count = await guard(config, () => client.execute('SELECT count(*) FROM sqlite_schema'))
   if (Number(count.rows[0]?.[0]) === 0) {
     await guard(config, () => client.batch(statements, 'write'))
