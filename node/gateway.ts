@@ -316,10 +316,9 @@ const TRACEPARENT = /^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(
  * W3C Trace Context: validates an incoming `traceparent` and returns this hop's (same trace id and
  * flags, a new span id), or undefined when there is none. A malformed one is a `TypeError` (400).
  */
-export function traceContext(
-  value: string | undefined,
-  spanId = randomBytes(8).toString('hex'),
-): string | undefined {
+export function traceContext(value: string | undefined, spanId?: string): string | undefined {
+  // The span id is made only for a call that has a trace: random bytes cost 2% of a node's CPU
+  // at 256 clients when a default parameter made them for every call.
   if (value === undefined) return undefined
   const m = TRACEPARENT.exec(value.trim())
   const bad = (why: string) => new TypeError(`Bad traceparent '${value}': ${why}`)
@@ -329,7 +328,7 @@ export function traceContext(
   if (version === '00' && rest !== undefined) throw bad('version 00 has exactly four fields')
   if (/^0+$/.test(traceId!)) throw bad('the trace id is all zeros')
   if (/^0+$/.test(parentId!)) throw bad('the parent id is all zeros')
-  return `00-${traceId}-${spanId}-${flags}`
+  return `00-${traceId}-${spanId ?? randomBytes(8).toString('hex')}-${flags}`
 }
 
 function flag(name: string, value: string | null | undefined): boolean {

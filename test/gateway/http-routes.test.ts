@@ -104,6 +104,10 @@ describe('traceContext', () => {
       `00-${trace}-aaaaaaaaaaaaaaaa-01`,
     )
     expect(traceContext(undefined)).toBeUndefined()
+    // Without a span id given, a random one (16 hex digits, not the parent's).
+    const made = traceContext(`00-${trace}-00f067aa0ba902b7-01`)
+    expect(made).toMatch(new RegExp(`^00-${trace}-[0-9a-f]{16}-01$`))
+    expect(made).not.toContain('00f067aa0ba902b7')
     // A later version may add fields; this hop answers in version 00.
     expect(traceContext(`01-${trace}-00f067aa0ba902b7-00-extra`, 'bbbbbbbbbbbbbbbb')).toBe(
       `00-${trace}-bbbbbbbbbbbbbbbb-00`,
