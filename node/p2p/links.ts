@@ -61,6 +61,8 @@ interface Link {
   queue: Uint8Array[]
   queueBytes: number
   writing: boolean
+  /** A flush is queued as a microtask: frames sent before it runs go out in one write. */
+  flushQueued: boolean
   /** An outbound stream is being opened: never open two at once. */
   opening: boolean
   backoffMs: number
@@ -212,9 +214,23 @@ export class PeerLinks {
     }
     link.queue.push(frame)
     link.queueBytes += frame.byteLength
-    if (link.stream) void this.flush(link)
+    if (link.stream) this.queueFlush(link)
     else this.connect(link)
     return true
+  }
+
+  /**
+   * Flushes `link` once the code running now is done, so that the frames it sends — a turn's
+   * Raft messages and the RPC replies settled with them — share one yamux frame, one Noise
+   * message and one write system call instead of one each.
+   */
+  private queueFlush(link: Link): void {
+    if (link.flushQueued) return
+    link.flushQueued = true
+    queueMicrotask(() => {
+      link.flushQueued = false
+      void this.flush(link)
+    })
   }
 
   /** Whether a stream to `peer` is open right now. */
@@ -262,6 +278,7 @@ export class PeerLinks {
         queue: [],
         queueBytes: 0,
         writing: false,
+        flushQueued: false,
         opening: false,
         backoffMs: this.reconnectMinMs,
         reconnectTimer: undefined,
@@ -363,7 +380,7 @@ export class PeerLinks {
     link.backoffMs = this.reconnectMinMs
     stream.addEventListener('close', () => this.streamGone(link, stream))
     void this.readLoop(link, stream)
-    void this.flush(link)
+    this.queueFlush(link)
   }
 
   /**
@@ -419,16 +436,15 @@ export class PeerLinks {
     try {
       while (link.stream && link.queue.length > 0) {
         const stream = link.stream
-        const frame = link.queue.shift()!
-        link.queueBytes -= frame.byteLength
+        const frames = takeFrames(link)
         try {
           // Only the reader wraps the stream (a wrapper also consumes incoming bytes).
-          if (!stream.send(lengthPrefixed(frame)))
+          if (!stream.send(lengthPrefixedAll(frames)))
             await stream.onDrain({ signal: AbortSignal.timeout(this.drainTimeoutMs) })
           link.sentAtMs = performance.now()
-          if (frame.byteLength > 0) this.counters.framesSent++
+          for (const frame of frames) if (frame.byteLength > 0) this.counters.framesSent++
         } catch (e) {
-          this.counters.framesDropped++
+          this.counters.framesDropped += frames.length
           this.log.debug({ peer: link.peer, err: String(e) }, 'link write failed')
           stream.abort(e instanceof Error ? e : new Error(String(e)))
           this.streamGone(link, stream)
@@ -444,18 +460,48 @@ export class PeerLinks {
 /** An empty frame: keeps a stream alive, never handed to `onFrame`. */
 const KEEPALIVE = new Uint8Array(0)
 
-/** `frame` preceded by its length as an unsigned LEB128 varint (what `lpStream` reads). */
-export function lengthPrefixed(frame: Uint8Array): Uint8Array {
-  let n = frame.byteLength
-  const prefix: number[] = []
-  do {
-    let b = n & 0x7f
+/** Bytes of queued frames joined into one write (a larger single frame goes alone). */
+const WRITE_BYTES_MAX = 64 << 10
+
+/** The frames at the head of `link`'s queue that make one write: at least one, then up to WRITE_BYTES_MAX. */
+function takeFrames(link: Link): Uint8Array[] {
+  const frames = [link.queue.shift()!]
+  let bytes = frames[0]!.byteLength
+  while (link.queue.length > 0 && bytes + link.queue[0]!.byteLength <= WRITE_BYTES_MAX) {
+    const frame = link.queue.shift()!
+    bytes += frame.byteLength
+    frames.push(frame)
+  }
+  link.queueBytes -= bytes
+  return frames
+}
+
+/** Bytes of `n` as an unsigned LEB128 varint. */
+function varintLength(n: number): number {
+  let bytes = 1
+  while (n >= 128) {
     n = Math.floor(n / 128)
-    if (n > 0) b |= 0x80
-    prefix.push(b)
-  } while (n > 0)
-  const out = new Uint8Array(prefix.length + frame.byteLength)
-  out.set(prefix, 0)
-  out.set(frame, prefix.length)
+    bytes++
+  }
+  return bytes
+}
+
+/** Each of `frames` preceded by its length as an unsigned LEB128 varint (what `lpStream` reads), back to back. */
+export function lengthPrefixedAll(frames: readonly Uint8Array[]): Uint8Array {
+  let total = 0
+  for (const f of frames) total += varintLength(f.byteLength) + f.byteLength
+  const out = new Uint8Array(total)
+  let at = 0
+  for (const f of frames) {
+    let n = f.byteLength
+    do {
+      let b = n & 0x7f
+      n = Math.floor(n / 128)
+      if (n > 0) b |= 0x80
+      out[at++] = b
+    } while (n > 0)
+    out.set(f, at)
+    at += f.byteLength
+  }
   return out
 }

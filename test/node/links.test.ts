@@ -104,6 +104,29 @@ describe('peer links over real libp2p on loopback', () => {
     expect(streams).toHaveLength(1)
   })
 
+  it('joins the frames sent in one go into one write of the stream', async () => {
+    const a = await startPeer()
+    const b = await startPeer([a.host.getMultiaddrs()[0]!.toString()])
+    const bId = b.host.peerId.toString()
+    a.links.send(bId, new TextEncoder().encode('hello'))
+    await waitFor(() => b.received.length === 1, 'the first frame')
+    const [stream] = a.host
+      .getConnections(b.host.peerId)
+      .flatMap((c) => c.streams.filter((s) => s.protocol === '/actormesh/link/1.0.0'))
+    const send = stream!.send.bind(stream)
+    let writes = 0
+    stream!.send = (data) => {
+      writes++
+      return send(data)
+    }
+    // A frame of 300 bytes needs a two-byte length: the join must write each length in full.
+    const texts = Array.from({ length: 30 }, (_, i) => (i === 7 ? 'x'.repeat(300) : `g${i}`))
+    for (const text of texts) a.links.send(bId, new TextEncoder().encode(text))
+    await waitFor(() => b.received.length === 31, '30 more frames')
+    expect(b.received.slice(1).map((r) => r.text)).toEqual(texts)
+    expect(writes).toBe(1)
+  })
+
   it('sends a yamux window update only when half the receive window is used, not after every frame', async () => {
     const a = await startPeer()
     const b = await startPeer([a.host.getMultiaddrs()[0]!.toString()])
