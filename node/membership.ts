@@ -42,8 +42,9 @@ export interface MembershipOptions {
 /**
  * Default timings. Every heartbeat is signed, relayed and verified by every node: at 200 ms they
  * cost an idle 3-node cluster ~5% of a core each; beats every 500 ms miss two before suspicion.
- * Link loss is seen at once by PeerWatch; this only has to find silent peers, within membership.dead_ms <= 3,000 (failures are checked every
- * 100 ms, so a silent peer is dead 2.4 to 2.5 s after its last heartbeat).
+ * Link loss is seen at once by PeerWatch; this only has to find silent peers, within
+ * membership.dead_ms <= 3,000 (failures are checked every 100 ms, so a silent peer is dead 2.4 to
+ * 2.5 s after its last heartbeat).
  */
 export const MEMBERSHIP_DEFAULTS = { heartbeatMs: 500, suspectAfterMs: 1_200, deadAfterMs: 2_400 } as const
 
@@ -266,7 +267,7 @@ export class Membership {
     if (victim) this.members.delete(victim.peer)
   }
 
-  /** Connects to a member we only heard about through gossip, so the mesh fills in. */
+  /** Connects to a peer heard of through gossip (a new member, or one a member knows), so the mesh fills in. */
   private dial(peer: string, addrs: string[]): void {
     const connected = this.host.getConnections().some((c) => c.remotePeer.toString() === peer)
     if (connected || addrs.length === 0) return

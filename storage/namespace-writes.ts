@@ -3,8 +3,9 @@
  * look-ups give the old size of every written key and the current total of every written actor,
  * the new totals are computed here (and checked against `actorStateBytesMax` before anything is
  * written), and the statements set them beside the writes. Rows travel as one JSON argument per
- * statement, because the client prepares every statement anew and preparing statements with
- * hundreds of parameters cost more than the writes.
+ * statement, so each kind of statement is one SQL text, prepared once whatever the batch's size
+ * (statements with hundreds of parameters would be new texts, and preparing them cost more than
+ * the writes).
  */
 import type { Db, SqlStatement } from './db.js'
 import { StorageQuotaError } from './errors.js'

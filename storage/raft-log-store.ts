@@ -10,7 +10,6 @@
  * snapshot, a term or vote). A commit-index-only write is left to the next fsync: losing it only
  * makes a restarted node learn the commit index again.
  */
-
 import {
   assert,
   type ConfState,
@@ -202,8 +201,11 @@ export class RaftLogStore implements LogStore {
         await checkpoint(this.config, this.client)
       } finally {
         this.closed = true
-        this.client.close()
-        await this.walSync.close()
+        try {
+          await this.walSync.close()
+        } finally {
+          this.client.close()
+        }
       }
     })
   }

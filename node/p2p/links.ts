@@ -98,6 +98,8 @@ export class PeerLinks {
   private readonly abuseReportsMax: number
   private readonly drainTimeoutMs: number
   private readonly keepaliveMs: number
+  /** How often `checkStreams` runs. */
+  private readonly checkEveryMs: number
   private readonly silentTimeoutMs: number
   private keepaliveTimer: NodeJS.Timeout | undefined
   /** Said once: a link stream `quietWindowUpdates` could not adjust (node/p2p/yamux-window.ts). */
@@ -126,6 +128,7 @@ export class PeerLinks {
     this.abuseReportsMax = options.abuseReportsMax ?? 100
     this.drainTimeoutMs = options.drainTimeoutMs ?? 5_000
     this.keepaliveMs = options.keepaliveMs ?? 1_000
+    this.checkEveryMs = Math.min(this.keepaliveMs, 1_000) / 2
     this.silentTimeoutMs = options.silentTimeoutMs ?? 6_000
     if (!(this.keepaliveMs < this.silentTimeoutMs))
       throw new RangeError(
@@ -143,12 +146,8 @@ export class PeerLinks {
     })
     this.host.addEventListener('peer:identify', this.onIdentify)
     this.checkedAtMs = performance.now()
-    this.keepaliveTimer = setInterval(() => this.checkStreams(), this.checkEveryMs())
+    this.keepaliveTimer = setInterval(() => this.checkStreams(), this.checkEveryMs)
     this.keepaliveTimer.unref()
-  }
-
-  private checkEveryMs(): number {
-    return Math.min(this.keepaliveMs, 1_000) / 2
   }
 
   /**
@@ -163,9 +162,9 @@ export class PeerLinks {
     // Silence measured across a stall of this process (paused, starved of CPU, a long GC) is not
     // the peer's: what it sent meanwhile may still wait in the socket, and timers run before the
     // poll phase reads it. The stall's length is taken off every link's silence.
-    const stalledMs = now - this.checkedAtMs - this.checkEveryMs()
+    const stalledMs = now - this.checkedAtMs - this.checkEveryMs
     this.checkedAtMs = now
-    if (stalledMs > this.checkEveryMs()) {
+    if (stalledMs > this.checkEveryMs) {
       this.counters.stallsForgiven++
       for (const link of this.links.values()) link.receivedAtMs += stalledMs
     }
@@ -487,7 +486,7 @@ function varintLength(n: number): number {
 }
 
 /** Each of `frames` preceded by its length as an unsigned LEB128 varint (what `lpStream` reads), back to back. */
-export function lengthPrefixedAll(frames: readonly Uint8Array[]): Uint8Array {
+function lengthPrefixedAll(frames: readonly Uint8Array[]): Uint8Array {
   let total = 0
   for (const f of frames) total += varintLength(f.byteLength) + f.byteLength
   const out = new Uint8Array(total)

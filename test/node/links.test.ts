@@ -40,6 +40,25 @@ async function stopPeer(p: TestPeer): Promise<void> {
   await p.host.stop()
 }
 
+/** Two started peers whose link carried a first frame ('hello', from a to b). */
+async function linkedPair(): Promise<{ a: TestPeer; b: TestPeer; bId: string }> {
+  const a = await startPeer()
+  const b = await startPeer([a.host.getMultiaddrs()[0]!.toString()])
+  const bId = b.host.peerId.toString()
+  a.links.send(bId, new TextEncoder().encode('hello'))
+  await waitFor(() => b.received.length === 1, 'the first frame')
+  return { a, b, bId }
+}
+
+/** `from`'s end of its link stream with `to`. */
+function linkStream(from: TestPeer, to: TestPeer): Stream {
+  const streams = from.host
+    .getConnections(to.host.peerId)
+    .flatMap((c) => c.streams.filter((s) => s.protocol === '/actormesh/link/1.0.0'))
+  expect(streams.length).toBeGreaterThan(0)
+  return streams[0]!
+}
+
 /**
  * Links `a` beside a bare host `b` that misbehaves on the link protocol: each link stream `b`
  * accepts goes to `onStream` and is kept in `inbound`. Runs `body`, then stops both.
@@ -105,17 +124,11 @@ describe('peer links over real libp2p on loopback', () => {
   })
 
   it('joins the frames sent in one go into one write of the stream', async () => {
-    const a = await startPeer()
-    const b = await startPeer([a.host.getMultiaddrs()[0]!.toString()])
-    const bId = b.host.peerId.toString()
-    a.links.send(bId, new TextEncoder().encode('hello'))
-    await waitFor(() => b.received.length === 1, 'the first frame')
-    const [stream] = a.host
-      .getConnections(b.host.peerId)
-      .flatMap((c) => c.streams.filter((s) => s.protocol === '/actormesh/link/1.0.0'))
-    const send = stream!.send.bind(stream)
+    const { a, b, bId } = await linkedPair()
+    const stream = linkStream(a, b)
+    const send = stream.send.bind(stream)
     let writes = 0
-    stream!.send = (data) => {
+    stream.send = (data) => {
       writes++
       return send(data)
     }
@@ -128,14 +141,8 @@ describe('peer links over real libp2p on loopback', () => {
   })
 
   it('sends a yamux window update only when half the receive window is used, not after every frame', async () => {
-    const a = await startPeer()
-    const b = await startPeer([a.host.getMultiaddrs()[0]!.toString()])
-    const bId = b.host.peerId.toString()
-    a.links.send(bId, new TextEncoder().encode('hello'))
-    await waitFor(() => b.received.length === 1, 'the first frame')
-    const [stream] = b.host
-      .getConnections(a.host.peerId)
-      .flatMap((c) => c.streams.filter((s) => s.protocol === '/actormesh/link/1.0.0'))
+    const { a, b, bId } = await linkedPair()
+    const stream = linkStream(b, a)
     // Count the window updates (yamux frame type 1) b's end of the link sends from here on.
     const frames = stream as unknown as { sendFrame(frame: { type: number }): void }
     expect(typeof frames.sendFrame).toBe('function')
