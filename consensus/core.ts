@@ -802,9 +802,10 @@ export class Raft {
       pr.becomeReplicate()
     } else if (pr.state === ProgressState.Replicate) pr.inflights.freeLE(m.index)
 
-    if (this.maybeCommit()) this.broadcastAppend()
+    if (this.maybeCommit()) this.broadcastCommit()
     else if (wasPaused) this.sendAppend(m.from, false)
     while (this.sendAppend(m.from, false)) {}
+    if (pr.state === ProgressState.Replicate) this.tellCommit(m.from, pr)
     if (m.from === this.leadTransferee && pr.match === this.log.lastIndex()) {
       this.send(message({ type: MessageType.TimeoutNow, to: m.from }))
     }
@@ -931,6 +932,27 @@ export class Raft {
     }
   }
 
+  /**
+   * Tells the followers about a commit index that just advanced. A follower with entries to
+   * receive gets them, carrying the index. One that holds the committed entries gets a heartbeat
+   * instead of etcd's empty append: the heartbeat's answer is held for the next frame to the
+   * leader (the driver's outbox), where an append's must go at once and costs a frame. One whose
+   * appends are still in flight is told when it acknowledges them (`tellCommit`). A probed
+   * follower gets the empty append, as before.
+   */
+  broadcastCommit(): void {
+    for (const [id, pr] of this.prs) {
+      if (id === this.id) continue
+      if (pr.state !== ProgressState.Replicate) this.sendAppend(id, true)
+      else if (!this.sendAppend(id, false)) this.tellCommit(id, pr)
+    }
+  }
+
+  /** Sends a replicating follower that holds committed entries it was not told of a heartbeat. */
+  private tellCommit(to: NodeId, pr: Progress): void {
+    if (Math.min(pr.match, this.log.committed) > pr.commitSent) this.sendHeartbeat(to, undefined, false)
+  }
+
   private broadcastHeartbeat(context?: Uint8Array): void {
     for (const id of this.prs.keys()) {
       if (id !== this.id) this.sendHeartbeat(id, context, false)
@@ -941,6 +963,7 @@ export class Raft {
     const pr = this.prs.get(to)!
     // Never tell a follower to commit beyond what it is known to hold (§5.3).
     const commit = Math.min(pr.match, this.log.committed)
+    pr.commitSent = Math.max(pr.commitSent, commit)
     const m = message({ type: MessageType.Heartbeat, to, commit, context })
     if (quiesce) m.quiesce = true
     this.send(m)
@@ -972,6 +995,8 @@ export class Raft {
         commit: this.log.committed,
       }),
     )
+    // The follower commits at most up to the last entry this append confirms.
+    pr.commitSent = Math.max(pr.commitSent, Math.min(this.log.committed, pr.next - 1 + entries.length))
     if (entries.length > 0) {
       const last = entries[entries.length - 1]!.index
       if (pr.state === ProgressState.Replicate) {

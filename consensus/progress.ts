@@ -60,6 +60,8 @@ export class Progress {
   recentActive = false
   /** Tick at which the follower last acknowledged us (leader lease). */
   lastAckTick = Number.NEGATIVE_INFINITY
+  /** The highest commit index sent to the follower (`broadcastCommit` skips telling it twice). */
+  commitSent = 0
   readonly inflights: Inflights
   isLearner: boolean
 

@@ -233,7 +233,7 @@ export class RawNode {
       r.reduceUncommittedBytes(rd.committedEntries)
     }
     // The leader counts its own acknowledgment only once its entries are durable.
-    if (r.selfPersisted()) r.broadcastAppend()
+    if (r.selfPersisted()) r.broadcastCommit()
   }
 
   status(): Status {

@@ -3,6 +3,7 @@ import { afterEach, describe, expect, it, onTestFailed } from 'vitest'
 import {
   type Frame,
   GroupNotFoundError,
+  MessageType,
   ProposalDroppedError,
   ProposalOutcomeUnknownError,
   Role,
@@ -100,6 +101,34 @@ describe('MultiRaft driver', () => {
     // The follower learns the new commit index in a later turn: written, but not fsynced.
     expect(commitOnly.length).toBeGreaterThan(0)
     expect(commitOnly.every((p) => !p.sync)).toBe(true)
+  })
+
+  it('tells followers a commit index by heartbeat, whose answer waits for the next frame', async () => {
+    const { c } = start(1)
+    const b = c.member('b')
+    c.member('a').driver.campaign('g0')
+    await c.tickUntil(() => c.agreedLeader('g0') === 'a', 50, 'a leads')
+    await c.tickAll()
+    const names = new Map<number, string>(Object.entries(MessageType).map(([k, v]) => [v, k]))
+    const sends: string[] = []
+    c.hub.onSend = (from, to, frame) =>
+      sends.push(`${from}>${to} ${frame.messages.map((gm) => names.get(gm.message.type)).join(',')}`)
+    await c.member('a').driver.propose('g0', bytes('one'))
+    await c.settle()
+    expect(b.sm.payloads('g0')).toEqual(['one'])
+    expect(c.member('c').sm.payloads('g0')).toEqual(['one'])
+    // An append and its answer, then the commit: three frames per follower, not four (an empty
+    // append's answer would need a frame of its own).
+    // (Held heartbeat answers of earlier ticks may ride along: left out here.)
+    const pair = (f: string) =>
+      sends
+        .filter((s) => s.startsWith(`${f}>a`) || s.startsWith(`a>${f}`))
+        .map((s) => s.replace(',HeartbeatResp', ''))
+    for (const f of ['b', 'c']) expect(pair(f)).toEqual([`a>${f} App`, `${f}>a AppResp`, `a>${f} Heartbeat`])
+    // The answer to that heartbeat was held; it goes with the tick's flush.
+    const before = sends.length
+    await c.tickAll()
+    expect(sends.slice(before).filter((s) => s.startsWith('b>a'))).toEqual(['b>a HeartbeatResp'])
   })
 
   it('splits a turn into several frames when it exceeds frameBytesMax', async () => {

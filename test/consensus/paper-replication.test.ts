@@ -25,6 +25,7 @@ import {
   PAPER,
   takeReady,
   termsOf,
+  tickUntil,
   useSeed,
 } from './paper-helpers.js'
 
@@ -64,9 +65,24 @@ describe('§5.3 log replication', () => {
     const rd = takeReady(a)
     expect(rd.committedEntries.map((e) => text(e.data))).toEqual(['x'])
     expect(a.node.status().commit).toBe(2)
-    const apps = ofType(rd.messages, MessageType.App)
-    expect(apps.map((m) => m.to).sort()).toEqual(['b', 'c', 'd', 'e'])
-    for (const m of apps) expect(m.commit).toBe(2)
+    // Followers that hold the entry are told at once, by heartbeat (its answer may wait); those
+    // whose append is in flight are told when they acknowledge it, or by the next heartbeat.
+    const beats = ofType(rd.messages, MessageType.Heartbeat)
+    expect(beats.map((m) => [m.to, m.commit]).sort()).toEqual([
+      ['b', 2],
+      ['c', 2],
+    ])
+    expect(ofType(rd.messages, MessageType.App)).toEqual([])
+    ack(a, 'd', 2)
+    expect(drain(a).map((m) => [m.type, m.to, m.commit])).toEqual([[MessageType.Heartbeat, 'd', 2]])
+    tickUntil(a, () => a.node.hasReady(), 10)
+    const later = ofType(drain(a), MessageType.Heartbeat)
+    expect(later.map((m) => [m.to, m.commit]).sort()).toEqual([
+      ['b', 2],
+      ['c', 2],
+      ['d', 2],
+      ['e', 1],
+    ])
   })
 
   it('§5.3 a leader that commits an entry also commits every entry before it', () => {
