@@ -7,10 +7,10 @@ import { noise } from '@libp2p/noise'
 import { ping } from '@libp2p/ping'
 import { preSharedKey } from '@libp2p/pnet'
 import { prometheusMetrics } from '@libp2p/prometheus-metrics'
-import { tcp } from '@libp2p/tcp'
 import { yamux } from '@libp2p/yamux'
 import { createLibp2p } from 'libp2p'
 import type { Registry } from 'prom-client'
+import { joinedWritesTcp } from './joined-writes.js'
 import { loadOrCreatePeerKey } from './peer-key.js'
 
 /** The libp2p services every ActorMesh node runs. */
@@ -57,7 +57,7 @@ export async function createHost(init: HostOptions, options?: { signal?: AbortSi
   return createLibp2p({
     privateKey,
     addresses: { listen: init.listen ?? ['/ip4/127.0.0.1/tcp/0'] },
-    transports: [tcp()],
+    transports: [joinedWritesTcp()],
     connectionEncrypters: [noise()],
     streamMuxers: [yamux()],
     ...(psk ? { connectionProtector: preSharedKey({ psk }) } : {}),
