@@ -7,8 +7,12 @@
  * The database runs with `synchronous=NORMAL`: a transaction only appends to the WAL, and the
  * fsync that makes it survive power loss (`WalSyncer`) runs on libuv's thread pool, only when the
  * batch must be durable before Raft acts on it (`sync`, from `Ready.mustSync`: new entries, a
- * snapshot, a term or vote). A commit-index-only write is left to the next fsync: losing it only
- * makes a restarted node learn the commit index again.
+ * snapshot, a term or vote). A batch that only moves commit indexes is not even a transaction:
+ * the new indexes wait in memory for the next transaction (or `close`). Losing them only makes a
+ * restarted node resume applying at the older index — the driver resumes at the stored commit
+ * index when the state machine is ahead of it, and the state machine skips what it holds — and
+ * learn the commit index again from its leader. On a one-client write that saves a transaction
+ * (0.3–1.7 ms measured) between the leader's commit and its reply.
  */
 import {
   assert,
@@ -74,6 +78,8 @@ export class RaftLogStore implements LogStore {
   private readonly lock = new SerialLock()
   /** Groups created by `open` that have no row yet: written by the next transaction. */
   private readonly unsaved = new Set<string>()
+  /** Groups whose commit index moved in memory only: their rows go with the next transaction. */
+  private readonly commitUnsaved = new Set<string>()
   private closed = false
   /** Completed write transactions; benchmarks report it. */
   transactionCount = 0
@@ -116,8 +122,16 @@ export class RaftLogStore implements LogStore {
       options?.signal?.throwIfAborted()
       checkGroupWrites(writes, (g) => memoryBounds(this.views.get(g)))
       for (const w of writes) this.open(w.group)
+      if (options?.sync === false && writes.every((w) => this.onlyCommit(w))) {
+        for (const w of writes) {
+          this.views.get(w.group)!.setHardState(w.hardState!)
+          this.commitUnsaved.add(w.group)
+        }
+        return
+      }
       const { stmts, segments } = this.persistStatements(writes)
       await this.commit(stmts, options?.sync !== false)
+      this.commitUnsaved.clear()
       for (const [group, bounds] of segments) this.segments.set(group, bounds)
       for (const w of writes) {
         const view = this.views.get(w.group)!
@@ -180,6 +194,7 @@ export class RaftLogStore implements LogStore {
     options?.signal?.throwIfAborted()
     return this.exclusive(async () => {
       this.unsaved.delete(group)
+      this.commitUnsaved.delete(group)
       await this.commit(
         ['raft_segment', 'raft_snapshot', 'raft_group'].map((t) => ({
           sql: `DELETE FROM ${t} WHERE grp = ?`,
@@ -197,7 +212,10 @@ export class RaftLogStore implements LogStore {
     return this.lock.run(async () => {
       if (this.closed) return
       try {
-        if (this.unsaved.size > 0) await this.commit([])
+        if (this.unsaved.size > 0 || this.commitUnsaved.size > 0) {
+          await this.commit(this.persistStatements([]).stmts)
+          this.commitUnsaved.clear()
+        }
         await checkpoint(this.config, this.client)
       } finally {
         this.closed = true
@@ -264,12 +282,20 @@ export class RaftLogStore implements LogStore {
       if (w.hardState) s.hs = { ...w.hardState }
       state.set(w.group, s)
     }
+    for (const group of this.commitUnsaved) if (!state.has(group)) state.set(group, this.planOf(group))
     const segments = new Map<string, SegmentBounds[]>()
     for (const [group, s] of state) {
       stmts.push(groupUpsert(group, s.hs, s.offset, s.term))
       segments.set(group, s.bounds)
     }
     return { stmts, segments }
+  }
+
+  /** Whether `w` only moves an already saved group's commit index (same term and vote). */
+  private onlyCommit(w: GroupWrite): boolean {
+    if (w.snapshot || w.entries.length > 0 || !w.hardState || this.unsaved.has(w.group)) return false
+    const current = this.views.get(w.group)!.initialState().hardState
+    return w.hardState.term === current.term && w.hardState.vote === current.vote
   }
 
   /** A group's current state, as the starting point of a batch's plan. */

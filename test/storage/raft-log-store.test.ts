@@ -44,15 +44,62 @@ describe('raft.db', () => {
     const entry = (index: number): Entry => ({ index, term: 1, type: 0, data: new Uint8Array([index]) })
     await store.persist([{ group: 'g', entries: [entry(1)], hardState: { term: 1, vote: 'a', commit: 0 } }])
     expect(store.syncCount).toBe(1)
-    await store.persist([{ group: 'g', entries: [], hardState: { term: 1, vote: 'a', commit: 1 } }], {
+    await store.persist([{ group: 'g', entries: [entry(2)], hardState: { term: 1, vote: 'a', commit: 1 } }], {
       sync: false,
     })
     expect(store.syncCount).toBe(1)
     expect(store.transactionCount).toBe(2)
+    // Unsynced is still written: another connection (as after a process crash) sees it.
+    const beside = await openRaftLogStore({ path: join(dir, 'raft.db') })
+    expect(dump(beside.open('g'))).toEqual(dump(store.open('g')))
+    await beside.close()
     await store.close()
-    // Unsynced is still written: a reopen (as after a process crash) sees it.
-    const again = await openRaftLogStore({ path: join(dir, 'raft.db') })
-    expect(again.open('g').initialState().hardState.commit).toBe(1)
+    await remove()
+  })
+
+  it('keeps a commit-index-only batch in memory until the next transaction or close', async () => {
+    const { dir, remove } = await tempDir()
+    const path = join(dir, 'raft.db')
+    const store = await openRaftLogStore({ path })
+    store.open('g', conf)
+    store.open('h', conf)
+    const entry = (index: number): Entry => ({ index, term: 1, type: 0, data: new Uint8Array([index]) })
+    const hs = (commit: number) => ({ term: 1, vote: 'a', commit })
+    await store.persist([{ group: 'g', entries: [entry(1), entry(2)], hardState: hs(0) }])
+    const transactions = store.transactionCount
+    await store.persist([{ group: 'g', entries: [], hardState: hs(2) }], { sync: false })
+    expect(store.transactionCount).toBe(transactions)
+    expect(store.open('g').initialState().hardState).toEqual(hs(2))
+    // What a crash now would leave: the older commit index, the same log.
+    const stored = async () => {
+      const beside = await openRaftLogStore({ path })
+      const view = dump(beside.open('g'))
+      await beside.close()
+      return view
+    }
+    expect(await stored()).toEqual({
+      ...dump(store.open('g')),
+      state: { ...dump(store.open('g')).state, hardState: hs(0) },
+    })
+    // A term or vote is never deferred, nor is a batch that must be durable.
+    await store.persist([{ group: 'g', entries: [], hardState: { term: 2, vote: '', commit: 2 } }], {
+      sync: false,
+    })
+    expect(store.transactionCount).toBe(transactions + 1)
+    expect((await stored()).state.hardState).toEqual({ term: 2, vote: '', commit: 2 })
+    // The next transaction writes a deferred index along, even one of another group.
+    await store.persist([{ group: 'g', entries: [entry(3)], hardState: { term: 2, vote: '', commit: 2 } }])
+    await store.persist([{ group: 'g', entries: [], hardState: { term: 2, vote: '', commit: 3 } }], {
+      sync: false,
+    })
+    expect((await stored()).state.hardState.commit).toBe(2)
+    await store.persist([{ group: 'h', entries: [entry(1)], hardState: hs(0) }])
+    expect((await stored()).state.hardState.commit).toBe(3)
+    // And close writes what is still deferred.
+    await store.persist([{ group: 'h', entries: [], hardState: hs(1) }], { sync: false })
+    await store.close()
+    const again = await openRaftLogStore({ path })
+    expect(again.open('h').initialState().hardState).toEqual(hs(1))
     await again.close()
     await remove()
   })
