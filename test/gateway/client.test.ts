@@ -560,7 +560,11 @@ describe('client against three node processes', () => {
     })
     expect((await client.call('counter', 'c-failover', 'increment')).text()).toBe('1')
     expect((await client.call('counter', 'c-failover', 'increment')).text()).toBe('2')
-    expect(retries.map((r) => [r.node, r.error.code])).toEqual([[dead, 'ACTORMESH_CLIENT_UNREACHABLE']])
+    const [first, ...rest] = retries
+    expect([first?.node, first?.error.code]).toEqual([dead, 'ACTORMESH_CLIENT_UNREACHABLE'])
+    // The leader balancer may move the namespace's leader meanwhile (seen once: a call answered
+    // ACTORMESH_NOT_APPLIED, retryable): such retries go to the live node, never the dead one again.
+    for (const r of rest) expect([r.node, r.error.retryable]).toEqual([nodes[1]!.url, true])
   }, 60_000)
 
   it('kill -9 of a node: its subscriber resumes on another node with no gap or duplicate, and writes in flight to the namespace it led run exactly once', async () => {
