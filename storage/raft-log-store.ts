@@ -129,9 +129,10 @@ export class RaftLogStore implements LogStore {
         }
         return
       }
+      // This batch's own rows carry its groups' commit indexes.
+      for (const w of writes) this.commitUnsaved.delete(w.group)
       const { stmts, segments } = this.persistStatements(writes)
       await this.commit(stmts, options?.sync !== false)
-      this.commitUnsaved.clear()
       for (const [group, bounds] of segments) this.segments.set(group, bounds)
       for (const w of writes) {
         const view = this.views.get(w.group)!
@@ -212,10 +213,7 @@ export class RaftLogStore implements LogStore {
     return this.lock.run(async () => {
       if (this.closed) return
       try {
-        if (this.unsaved.size > 0 || this.commitUnsaved.size > 0) {
-          await this.commit(this.persistStatements([]).stmts)
-          this.commitUnsaved.clear()
-        }
+        if (this.unsaved.size > 0 || this.commitUnsaved.size > 0) await this.commit([])
         await checkpoint(this.config, this.client)
       } finally {
         this.closed = true
@@ -235,16 +233,24 @@ export class RaftLogStore implements LogStore {
     })
   }
 
-  /** One transaction: rows for groups not yet saved, then `stmts`; durable when `sync`. */
+  /**
+   * One transaction: rows for groups not yet saved and for commit indexes moved in memory only,
+   * then `stmts` (which may write the same rows again, newer); durable when `sync`.
+   */
   private async commit(stmts: SqlStatement[], sync = true): Promise<void> {
-    const created: SqlStatement[] = []
+    const pending: SqlStatement[] = []
     for (const group of this.unsaved) {
       const view = this.views.get(group)!
-      created.push(groupUpsert(group, view.initialState().hardState, 0, 0))
-      created.push(snapshotUpsert(group, view.snapshot()))
+      pending.push(groupUpsert(group, view.initialState().hardState, 0, 0))
+      pending.push(snapshotUpsert(group, view.snapshot()))
     }
-    await guard(this.config, () => this.client.batch([...created, ...stmts], 'write'))
+    for (const group of this.commitUnsaved) {
+      const { hs, offset, term } = this.planOf(group)
+      pending.push(groupUpsert(group, hs, offset, term))
+    }
+    await guard(this.config, () => this.client.batch([...pending, ...stmts], 'write'))
     this.unsaved.clear()
+    this.commitUnsaved.clear()
     this.transactionCount++
     if (!sync) return
     await this.walSync.sync()
@@ -282,7 +288,6 @@ export class RaftLogStore implements LogStore {
       if (w.hardState) s.hs = { ...w.hardState }
       state.set(w.group, s)
     }
-    for (const group of this.commitUnsaved) if (!state.has(group)) state.set(group, this.planOf(group))
     const segments = new Map<string, SegmentBounds[]>()
     for (const [group, s] of state) {
       stmts.push(groupUpsert(group, s.hs, s.offset, s.term))
