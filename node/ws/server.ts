@@ -80,6 +80,8 @@ export class WsServer {
   private upgrading = 0
   private closing = false
   private timer: NodeJS.Timeout | undefined
+  /** The sockets of each ping slice: a tick pings one slice without looking at the others. */
+  private readonly slices = Array.from({ length: PING_SLICES }, () => new Set<Connection>())
   /** The slice the next ping tick covers, and the slice the next accepted socket joins. */
   private pingSlice = 0
   private joinSlice = 0
@@ -182,6 +184,7 @@ export class WsServer {
 
   /** @internal a connection ended. */
   removed(conn: Connection): void {
+    this.slices[conn.pingSlice]!.delete(conn)
     if (this.conns.delete(conn)) this.deps.hub.detach(conn)
   }
 
@@ -209,6 +212,7 @@ export class WsServer {
     const conn = new Connection(this, ws, target.ns, target.actor, target.after, target.encoding)
     conn.pingSlice = this.joinSlice
     this.joinSlice = (this.joinSlice + 1) % PING_SLICES
+    this.slices[conn.pingSlice]!.add(conn)
     this.conns.add(conn)
     this.counters.accepted++
     ws.on('close', () => this.removed(conn))
@@ -237,8 +241,7 @@ export class WsServer {
   private ping(): void {
     const slice = this.pingSlice
     this.pingSlice = (slice + 1) % PING_SLICES
-    for (const c of this.conns) {
-      if (c.pingSlice !== slice) continue
+    for (const c of this.slices[slice]!) {
       if (!c.alive) {
         this.counters.deadDropped++
         c.terminate()
