@@ -1,4 +1,4 @@
-/** What the benchmark's load scripts (bench/ws-load.ts, bench/tcp-floor.ts; each its own process) share. */
+/** What the benchmark scripts share (bench/ws-load.ts and bench/tcp-floor.ts run as processes of their own). */
 
 /** The `p`th percentile of ascending `sorted` (NaN when empty). */
 export function percentile(sorted: number[], p: number): number {

@@ -8,6 +8,7 @@ import type { CallResult } from '../../actors/index.js'
 import { createActorRuntime } from '../../actors/index.js'
 import type { StatePage, StateReader, StateWrite } from '../../storage/index.js'
 import { exampleModule } from '../../test/actors/examples.js'
+import { percentile } from '../script.js'
 import type { BenchFigure, BenchGroup } from '../types.js'
 
 /** A store that keeps state in memory (`keep`), or keeps nothing (every actor loads empty). */
@@ -40,10 +41,6 @@ class MemoryStore implements StateReader {
 function collect(): void {
   setFlagsFromString('--expose-gc')
   ;(runInNewContext('gc') as () => void)()
-}
-
-function percentile(sorted: number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor((sorted.length * p) / 100))]!
 }
 
 const empty = new Uint8Array()
