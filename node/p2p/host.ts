@@ -11,6 +11,7 @@ import { yamux } from '@libp2p/yamux'
 import { createLibp2p } from 'libp2p'
 import type { Registry } from 'prom-client'
 import { joinedWritesTcp } from './joined-writes.js'
+import { keyedNoiseCrypto } from './noise-crypto.js'
 import { loadOrCreatePeerKey } from './peer-key.js'
 
 /** The libp2p services every ActorMesh node runs. */
@@ -58,7 +59,7 @@ export async function createHost(init: HostOptions, options?: { signal?: AbortSi
     privateKey,
     addresses: { listen: init.listen ?? ['/ip4/127.0.0.1/tcp/0'] },
     transports: [joinedWritesTcp()],
-    connectionEncrypters: [noise()],
+    connectionEncrypters: [noise({ crypto: keyedNoiseCrypto })],
     streamMuxers: [yamux()],
     ...(psk ? { connectionProtector: preSharedKey({ psk }) } : {}),
     ...(init.connectionGater ? { connectionGater: init.connectionGater } : {}),
