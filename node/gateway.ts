@@ -178,15 +178,16 @@ async function handle(req: IncomingMessage, res: ServerResponse, deps: GatewayDe
 
 async function route(c: Ctx): Promise<void> {
   const path = c.url.pathname
-  const matching = ROUTES.map((r) => ({ r, m: r.path.exec(path) })).filter((x) => x.m !== null)
-  const hit = matching.find((x) => x.r.method === c.req.method)
-  if (hit) {
-    const params = hit.m!.slice(1).map((p) => decodeURIComponent(p))
-    if (refused(c, hit.r.access(params))) return
-    await hit.r.run(c, params)
+  for (const r of ROUTES) {
+    if (r.method !== c.req.method) continue
+    const m = r.path.exec(path)
+    if (m === null) continue
+    const params = m.slice(1).map((p) => decodeURIComponent(p))
+    if (refused(c, r.access(params))) return
+    await r.run(c, params)
     return
   }
-  if (matching.length > 0) {
+  if (ROUTES.some((r) => r.path.test(path))) {
     c.send(405, { code: 'ACTORMESH_METHOD_NOT_ALLOWED', message: `Cannot ${c.req.method} '${path}'` })
     return
   }
@@ -445,17 +446,40 @@ export function httpError(e: unknown): { status: number; code: string; headers?:
 }
 
 /** Reads a body of at most `bytesMax` bytes. */
-async function readBody(req: IncomingMessage, bytesMax: number): Promise<Uint8Array> {
-  const chunks: Buffer[] = []
-  let size = 0
-  for await (const chunk of req) {
-    size += (chunk as Buffer).byteLength
-    if (size > bytesMax) {
-      throw Object.assign(new Error(`Request body is over ${bytesMax} bytes`), {
-        code: 'ACTORMESH_BODY_TOO_LARGE',
-      })
+/**
+ * The request body, refused over `bytesMax`. Listens for `data` itself: an async iterator over the
+ * request (the obvious loop) cost ~20 µs more a call in stream bookkeeping, on every call.
+ */
+function readBody(req: IncomingMessage, bytesMax: number): Promise<Uint8Array> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = []
+    let size = 0
+    const finish = (err?: Error) => {
+      req.off('data', onData).off('end', onEnd).off('error', finish).off('close', onClose)
+      if (err) reject(err)
+      else
+        resolve(
+          chunks.length === 1 ? new Uint8Array(chunks[0]!) : new Uint8Array(Buffer.concat(chunks, size)),
+        )
     }
-    chunks.push(chunk as Buffer)
-  }
-  return new Uint8Array(Buffer.concat(chunks))
+    const onData = (chunk: Buffer) => {
+      size += chunk.byteLength
+      if (size > bytesMax) {
+        finish(
+          Object.assign(new Error(`Request body is over ${bytesMax} bytes`), {
+            code: 'ACTORMESH_BODY_TOO_LARGE',
+          }),
+        )
+        return
+      }
+      chunks.push(chunk)
+    }
+    const onEnd = () => finish()
+    // The client went away before sending the whole body.
+    const onClose = () => {
+      if (!req.complete)
+        finish(Object.assign(new Error('Request body was cut short'), { code: 'ERR_STREAM_PREMATURE_CLOSE' }))
+    }
+    req.on('data', onData).on('end', onEnd).on('error', finish).on('close', onClose)
+  })
 }

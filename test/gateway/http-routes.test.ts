@@ -2,7 +2,7 @@
  * The gateway's route table in one process, with the node's parts faked: readiness answers, the
  * access check before routes and before `extraRoutes`, and W3C `traceparent` handling.
  */
-import type { IncomingMessage, Server } from 'node:http'
+import { type ClientRequest, type IncomingMessage, request, type Server } from 'node:http'
 import { afterEach, describe, expect, it } from 'vitest'
 import { type Access, createGateway, type GatewayDeps, listen, traceContext } from '../../node/gateway.js'
 import type { CallRouter } from '../../node/router.js'
@@ -93,6 +93,65 @@ describe('gateway routes', () => {
       400,
       'ACTORMESH_BAD_REQUEST',
     ])
+  })
+
+  it('reads a call body sent in pieces whole, refuses one over payloadBytesMax, and calls nothing for a body cut short', async () => {
+    const payloads: Uint8Array[] = []
+    const router = {
+      call: async (call: { payload: Uint8Array }) => {
+        payloads.push(call.payload)
+        return { reply: new Uint8Array([1]), servedBy: 'peer-a' }
+      },
+    } as unknown as CallRouter
+    const base = new URL(await gateway({ router, payloadBytesMax: 1024 }))
+    const post = (length: number) =>
+      request({
+        host: base.hostname,
+        port: base.port,
+        method: 'POST',
+        path: '/v1/ns/chat/actors/a/m',
+        headers: { 'content-length': length },
+      })
+    const answer = (req: ClientRequest) =>
+      new Promise<{ status: number; body: string }>((resolve, reject) => {
+        req.on('error', reject).on('response', (res) => {
+          let body = ''
+          res.on('data', (d: Buffer) => {
+            body += d.toString()
+          })
+          res.on('end', () => resolve({ status: res.statusCode!, body }))
+        })
+      })
+
+    // Three pieces, each flushed before the next is written.
+    const pieces = post(9)
+    const whole = answer(pieces)
+    for (const piece of ['abc', 'def', 'ghi']) {
+      await new Promise<void>((r) => pieces.write(piece, () => r()))
+      await new Promise((r) => setTimeout(r, 20))
+    }
+    pieces.end()
+    expect((await whole).status).toBe(200)
+    expect(Buffer.from(payloads[0]!).toString()).toBe('abcdefghi')
+
+    const big = post(2048)
+    const refused = answer(big)
+    big.end(Buffer.alloc(2048))
+    const r = await refused
+    expect([r.status, (JSON.parse(r.body) as { code: string }).code]).toEqual([
+      413,
+      'ACTORMESH_BODY_TOO_LARGE',
+    ])
+
+    // Announces 100 bytes, sends 10, goes away: the gateway must not call with a short payload.
+    const cut = post(100)
+    cut.on('error', () => {})
+    await new Promise<void>((r) => cut.write(Buffer.alloc(10), () => r()))
+    await new Promise((r) => setTimeout(r, 50))
+    cut.destroy()
+    const after = await fetch(`${base.origin}/v1/ns/chat/actors/a/m`, { method: 'POST', body: 'x' })
+    expect(after.status).toBe(200)
+    expect(payloads.map((p) => Buffer.from(p).toString())).toEqual(['abcdefghi', 'x'])
   })
 })
 
