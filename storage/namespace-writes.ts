@@ -1,7 +1,7 @@
 /**
- * Turning one applied batch of writes into SQL. Byte accounting is incremental: two indexed
- * look-ups give the old size of every written key and the current total of every written actor,
- * the new totals are computed here (and checked against `actorStateBytesMax` before anything is
+ * Turning one applied batch of writes into SQL. Byte accounting is incremental: one statement of
+ * indexed look-ups gives the old size of every written key and the current total of every written
+ * actor, the new totals are computed here (and checked against `actorStateBytesMax` before anything is
  * written), and the statements set them beside the writes. Rows travel as one JSON argument per
  * statement, so each kind of statement is one SQL text, prepared once whatever the batch's size
  * (statements with hundreds of parameters would be new texts, and preparing them cost more than
@@ -19,11 +19,14 @@ export interface WritePlan {
   bytesDelta: number
 }
 
-// Both answer with one JSON row ([[position, bytes], ...]): one row is much cheaper to hand over.
-const OLD_SIZES = `SELECT json_group_array(json_array(j.key, length(CAST(kv.key AS BLOB)) + length(kv.value)))
-  FROM json_each(?) AS j JOIN kv ON kv.actor = j.value ->> 0 AND kv.key = j.value ->> 1`
-const ACTOR_TOTALS = `SELECT json_group_array(json_array(j.key, u.bytes)) FROM json_each(?) AS j
-  JOIN actor_usage u ON u.actor = j.value`
+// One statement answers both look-ups, each as one JSON array of [position, bytes] (one row is
+// much cheaper to hand over than many, and one statement than two: ~40 µs less an apply):
+// the old size of each written key, and the current total of each written actor.
+const SIZES = `SELECT
+  (SELECT json_group_array(json_array(j.key, length(CAST(kv.key AS BLOB)) + length(kv.value)))
+    FROM json_each(?1) AS j JOIN kv ON kv.actor = j.value ->> 0 AND kv.key = j.value ->> 1),
+  (SELECT json_group_array(json_array(j.key, u.bytes)) FROM json_each(?2) AS j
+    JOIN actor_usage u ON u.actor = j.value)`
 const DELETE_KEYS = `DELETE FROM kv WHERE rowid IN (SELECT kv.rowid FROM json_each(?) AS j
   JOIN kv ON kv.actor = j.value ->> 0 AND kv.key = j.value ->> 1)`
 const UPSERT_KEYS = `INSERT INTO kv (actor, key, value, crc)
@@ -59,13 +62,10 @@ export async function planWrites(
   if (list.length === 0) return { stmts: [], bytesDelta: 0 }
   const keysJson = JSON.stringify(list.map((w) => [w.actor, w.key]))
   const actors = [...new Set(list.map((w) => w.actor))]
-  const [oldRs, totalRs] = await Promise.all([
-    client.execute({ sql: OLD_SIZES, args: [keysJson] }),
-    client.execute({ sql: ACTOR_TOTALS, args: [JSON.stringify(actors)] }),
-  ])
-  const oldSize = new Map<number, number>(pairs(oldRs.rows[0]?.[0]))
+  const sizes = await client.execute({ sql: SIZES, args: [keysJson, JSON.stringify(actors)] })
+  const oldSize = new Map<number, number>(pairs(sizes.rows[0]?.[0]))
   const totals = new Map<string, number>()
-  for (const [i, bytes] of pairs(totalRs.rows[0]?.[0])) totals.set(actors[i]!, bytes)
+  for (const [i, bytes] of pairs(sizes.rows[0]?.[1])) totals.set(actors[i]!, bytes)
   let bytesDelta = 0
   const dels: Array<[string, string]> = []
   const sets: Array<[string, string, string, number]> = []
