@@ -61,7 +61,7 @@ interface Link {
   queue: Uint8Array[]
   queueBytes: number
   writing: boolean
-  /** A flush is queued as a microtask: frames sent before it runs go out in one write. */
+  /** A flush is queued (`setImmediate`): frames sent before it runs go out in one write. */
   flushQueued: boolean
   /** An outbound stream is being opened: never open two at once. */
   opening: boolean
@@ -219,14 +219,17 @@ export class PeerLinks {
   }
 
   /**
-   * Flushes `link` once the code running now is done, so that the frames it sends — a turn's
-   * Raft messages and the RPC replies settled with them — share one yamux frame, one Noise
-   * message and one write system call instead of one each.
+   * Flushes `link` after the event loop's current I/O callbacks, so that the frames they send — a
+   * turn's Raft messages, the RPC replies settled with them, and the calls forwarded by every HTTP
+   * request read in the same poll — share one yamux frame, one Noise message and one write system
+   * call instead of one each. A microtask flushed after each callback instead: at 256 clients a
+   * node wrote ~480 times a second with 1.6 frames a write; after the poll it writes ~135 times
+   * with ~4.8 (the frames wait only for callbacks already due, so one call is not slowed).
    */
   private queueFlush(link: Link): void {
     if (link.flushQueued) return
     link.flushQueued = true
-    queueMicrotask(() => {
+    setImmediate(() => {
       link.flushQueued = false
       void this.flush(link)
     })

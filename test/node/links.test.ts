@@ -140,6 +140,26 @@ describe('peer links over real libp2p on loopback', () => {
     expect(writes).toBe(1)
   })
 
+  it('joins frames sent across awaits of one callback into one write, as replies settled one by one are', async () => {
+    const { a, b, bId } = await linkedPair()
+    const stream = linkStream(a, b)
+    const send = stream.send.bind(stream)
+    let writes = 0
+    stream.send = (data) => {
+      writes++
+      return send(data)
+    }
+    // Each await lets queued microtasks run: a flush queued as a microtask would write in between.
+    for (let i = 0; i < 5; i++) {
+      a.links.send(bId, new TextEncoder().encode(`r${i}`))
+      await Promise.resolve()
+      await Promise.resolve()
+    }
+    await waitFor(() => b.received.length === 6, '5 more frames')
+    expect(b.received.slice(1).map((r) => r.text)).toEqual(['r0', 'r1', 'r2', 'r3', 'r4'])
+    expect(writes).toBe(1)
+  })
+
   it('sends a yamux window update only when half the receive window is used, not after every frame', async () => {
     const { a, b, bId } = await linkedPair()
     const stream = linkStream(b, a)
