@@ -22,6 +22,8 @@ import {
 import type { Logger } from 'pino'
 
 const TRACER = 'actormesh'
+/** True while `startTracing`'s SDK is exporting spans. */
+let exporting = false
 const TRACEPARENT = /^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/
 
 /** The context a `traceparent` names as the parent (the root context when absent or malformed). */
@@ -58,6 +60,10 @@ export async function inCallSpan<T>(
   call: CallAttributes,
   fn: (traceparent: string | undefined) => Promise<T>,
 ): Promise<T> {
+  // Without an SDK the API's span records nothing and hands the incoming context on unchanged:
+  // skip making it (a tracer look-up, a context and an attribute object on every call, ~1.5% of
+  // a node's CPU at 256 clients).
+  if (!exporting) return fn(call.traceparent)
   const parent = parentContext(call.traceparent)
   const span = trace.getTracer(TRACER).startSpan(
     name,
@@ -130,12 +136,14 @@ export async function startTracing(options: {
   })
   context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable())
   trace.setGlobalTracerProvider(provider)
+  exporting = true
   options.log.info({ url }, 'exporting traces')
   return {
     async shutdown() {
       await provider
         .shutdown()
         .catch((e: unknown) => options.log.warn({ err: String(e) }, 'trace flush failed'))
+      exporting = false
       trace.disable()
       context.disable()
     },
