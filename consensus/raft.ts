@@ -3,6 +3,7 @@ import { applyToConf, decodeConfChange, encodeConfChange } from './confchange.js
 import { message, Raft, type RaftConfig } from './core.js'
 import { ProposalDroppedError } from './errors.js'
 import {
+  type BasicStatus,
   type ConfChange,
   type ConfState,
   EntryType,
@@ -234,6 +235,12 @@ export class RawNode {
     }
     // The leader counts its own acknowledgment only once its entries are durable.
     if (r.selfPersisted()) r.broadcastCommit()
+  }
+
+  /** Role, term and leader only: for per-call checks, where `status()` would copy membership. */
+  basicStatus(): BasicStatus {
+    const r = this.raft
+    return { id: r.id, term: r.term, lead: r.lead, role: r.role }
   }
 
   status(): Status {

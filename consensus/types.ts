@@ -201,6 +201,14 @@ export interface ProgressStatus {
 }
 
 /** A snapshot of a node's state for monitoring and tests. */
+/** What `Status` says about who leads, without membership or progress (cheap: no copies). */
+export interface BasicStatus {
+  id: NodeId
+  term: number
+  lead: NodeId
+  role: Role
+}
+
 export interface Status {
   id: NodeId
   term: number

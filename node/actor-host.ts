@@ -352,7 +352,7 @@ export class ActorHost {
 
   /** The current term if this node leads `namespace`; otherwise throws `NotLeaderError`. */
   private leaderTerm(namespace: string): number {
-    const st = this.driver.status(namespace)
+    const st = this.driver.basicStatus(namespace)
     if (st.role !== Role.Leader) {
       this.becomeFollower(namespace)
       throw new NotLeaderError(namespace, st.lead)

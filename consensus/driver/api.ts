@@ -1,6 +1,15 @@
 /** The public types of the multi-Raft driver. */
 import type { Transport } from '../transport.js'
-import type { ConfChange, ConfState, Logger, LogStore, NodeId, RandomInt, Status } from '../types.js'
+import type {
+  BasicStatus,
+  ConfChange,
+  ConfState,
+  Logger,
+  LogStore,
+  NodeId,
+  RandomInt,
+  Status,
+} from '../types.js'
 import type { MultiRaftConfig } from './config.js'
 import type { StateMachine } from './group.js'
 
@@ -86,6 +95,8 @@ export interface MultiRaft {
   campaign(group: string): void
   transferLeadership(group: string, to: NodeId): void
   status(group: string): Status
+  /** `group`'s role, term and leader as of now, without `status()`'s copies (per-call checks). */
+  basicStatus(group: string): BasicStatus
   /**
    * The leader this node knows for `group` (empty if none), as of the last turn. Cheap: for
    * per-heartbeat loops over every group, where `status()` would copy membership and progress.

@@ -2,6 +2,7 @@ import { ProposalDroppedError } from '../errors.js'
 import { RawNode } from '../raft.js'
 import type { Frame, Transport, TransportHandler } from '../transport.js'
 import {
+  type BasicStatus,
   type ConfChange,
   type ConfState,
   type GroupWrite,
@@ -176,6 +177,10 @@ class Driver implements MultiRaft, TransportHandler {
 
   status(group: string): Status {
     return this.get(group).node.status()
+  }
+
+  basicStatus(group: string): BasicStatus {
+    return this.get(group).node.basicStatus()
   }
 
   leader(group: string): NodeId {

@@ -62,6 +62,26 @@ describe('MultiRaft driver', () => {
     expect(leaders.size).toBeGreaterThan(1) // randomised timeouts spread leadership over the nodes
   })
 
+  it('gives the same role, term and leader in basicStatus as in status, through a leadership transfer', async () => {
+    const { c, names } = start(1)
+    const [g] = names as [string]
+    const same = () =>
+      c.members.every((m) => {
+        const { id, term, lead, role } = m.driver.status(g)
+        expect(m.driver.basicStatus(g)).toEqual({ id, term, lead, role })
+        return true
+      })
+    await c.tickUntil(() => c.agreedLeader(g) !== undefined, 200, 'a leader')
+    same()
+    const leader = c.agreedLeader(g)!
+    const next = c.ids.find((id) => id !== leader)!
+    c.member(leader).driver.transferLeadership(g, next)
+    await c.tickUntil(() => c.agreedLeader(g) === next, 200, 'the transfer')
+    same()
+    expect(c.member(next).driver.basicStatus(g).role).toBe(Role.Leader)
+    expect(c.member(leader).driver.basicStatus(g).role).toBe(Role.Follower)
+  })
+
   it('persists all groups of a turn in one batch and sends one frame per peer per turn', async () => {
     const { c, names } = start(100)
     const a = c.member('a')
