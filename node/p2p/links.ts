@@ -1,7 +1,7 @@
-import type { Connection, IdentifyResult, Stream } from '@libp2p/interface'
+import type { Connection, IdentifyResult, Stream, StreamMessageEvent } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
-import { lpStream } from '@libp2p/utils'
 import type { Logger } from 'pino'
+import { FrameReader, lengthPrefixedAll } from './frames.js'
 import type { Host } from './host.js'
 import { quietWindowUpdates } from './yamux-window.js'
 
@@ -381,7 +381,7 @@ export class PeerLinks {
     link.sentAtMs = 0
     link.backoffMs = this.reconnectMinMs
     stream.addEventListener('close', () => this.streamGone(link, stream))
-    void this.readLoop(link, stream)
+    this.read(link, stream)
     this.queueFlush(link)
   }
 
@@ -407,23 +407,34 @@ export class PeerLinks {
     }
   }
 
-  private async readLoop(link: Link, stream: Stream): Promise<void> {
-    const lp = lpStream(stream, { maxDataLength: this.frameBytesMax })
-    try {
-      while (link.stream === stream) {
-        const frame = await lp.read()
-        if (link.stream === stream) link.receivedAtMs = performance.now()
-        if (frame.byteLength === 0) continue // a keepalive
-        this.counters.framesReceived++
-        this.onFrame(link.peer, frame.subarray())
-      }
-    } catch (e) {
-      if (link.stream === stream) {
-        this.log.debug({ peer: link.peer, err: String(e) }, 'link stream ended')
-        stream.abort(e instanceof Error ? e : new Error(String(e)))
-        this.streamGone(link, stream)
+  /** Hands every frame arriving on `stream` to `onFrame`; a malformed stream is given up. */
+  private read(link: Link, stream: Stream): void {
+    const reader = new FrameReader(this.frameBytesMax, (frame) => {
+      if (link.stream !== stream) return
+      link.receivedAtMs = performance.now()
+      if (frame.byteLength === 0) return // a keepalive
+      this.counters.framesReceived++
+      this.onFrame(link.peer, frame)
+    })
+    const stop = (e: Error) => {
+      stream.removeEventListener('message', onMessage)
+      stream.removeEventListener('remoteCloseWrite', onEnd)
+      if (link.stream !== stream) return
+      this.log.debug({ peer: link.peer, err: String(e) }, 'link stream ended')
+      stream.abort(e)
+      this.streamGone(link, stream)
+    }
+    const onMessage = (event: StreamMessageEvent) => {
+      try {
+        reader.push(event.data)
+      } catch (e) {
+        stop(e instanceof Error ? e : new Error(String(e)))
       }
     }
+    // The other end will send nothing more: a link is over (it would reconnect with a new stream).
+    const onEnd = () => stop(new Error('the remote end closed its side of the link stream'))
+    stream.addEventListener('message', onMessage)
+    stream.addEventListener('remoteCloseWrite', onEnd)
   }
 
   /**
@@ -440,7 +451,6 @@ export class PeerLinks {
         const stream = link.stream
         const frames = takeFrames(link)
         try {
-          // Only the reader wraps the stream (a wrapper also consumes incoming bytes).
           if (!stream.send(lengthPrefixedAll(frames)))
             await stream.onDrain({ signal: AbortSignal.timeout(this.drainTimeoutMs) })
           link.sentAtMs = performance.now()
@@ -476,34 +486,4 @@ function takeFrames(link: Link): Uint8Array[] {
   }
   link.queueBytes -= bytes
   return frames
-}
-
-/** Bytes of `n` as an unsigned LEB128 varint. */
-function varintLength(n: number): number {
-  let bytes = 1
-  while (n >= 128) {
-    n = Math.floor(n / 128)
-    bytes++
-  }
-  return bytes
-}
-
-/** Each of `frames` preceded by its length as an unsigned LEB128 varint (what `lpStream` reads), back to back. */
-function lengthPrefixedAll(frames: readonly Uint8Array[]): Uint8Array {
-  let total = 0
-  for (const f of frames) total += varintLength(f.byteLength) + f.byteLength
-  const out = new Uint8Array(total)
-  let at = 0
-  for (const f of frames) {
-    let n = f.byteLength
-    do {
-      let b = n & 0x7f
-      n = Math.floor(n / 128)
-      if (n > 0) b |= 0x80
-      out[at++] = b
-    } while (n > 0)
-    out.set(f, at)
-    at += f.byteLength
-  }
-  return out
 }
