@@ -9,7 +9,11 @@ import { join } from 'node:path'
 
 const root = join(import.meta.dirname, '..', '..')
 const nodeBin = join(root, 'node_modules', '.bin', 'node')
-const cli = join(root, 'bin', 'actormesh.js')
+/**
+ * The CLI each node runs: the checkout's `bin/actormesh.js` (TypeScript through tsx), or the file
+ * `ACTORMESH_CLI` names (the benchmarks set it to the build, `dist/node/cli.js`).
+ */
+const cli = process.env.ACTORMESH_CLI ?? join(root, 'bin', 'actormesh.js')
 /** Extra flags for each node's `node` (e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof` to profile a bench). */
 const nodeFlags = (process.env.ACTORMESH_NODE_FLAGS ?? '').split(' ').filter(Boolean)
 
