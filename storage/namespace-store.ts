@@ -19,7 +19,7 @@ import {
   type NamespaceLimits,
   validateNamespaceName,
 } from './namespace-schema.js'
-import { planWrites } from './namespace-writes.js'
+import { planWrites, SizeCache } from './namespace-writes.js'
 import {
   blob,
   checkpoint,
@@ -50,6 +50,11 @@ export interface NamespaceStoreConfig {
    * call `sync` before the log may forget them (compaction). `full`: every apply is fsynced.
    */
   synchronous?: 'full' | 'normal'
+  /**
+   * Keys, and separately actors, whose byte sizes `apply` keeps in memory so that it need not look
+   * them up (default 4,096 each, ~0.5 MB; 0 turns the cache off).
+   */
+  sizeCacheEntriesMax?: number
   logger?: Logger
 }
 
@@ -107,6 +112,9 @@ async function removeStaleTemps(dir: string, prefix: string): Promise<void> {
   }
 }
 
+/** Default `sizeCacheEntriesMax`. */
+const SIZE_CACHE_ENTRIES_MAX = 4096
+
 /** A namespace database. Create it with `openNamespaceStore`. */
 export class NamespaceStore implements StateReader {
   /** The limits in force (defaults filled in). */
@@ -119,6 +127,8 @@ export class NamespaceStore implements StateReader {
   private swapping: { done: Promise<void>; resolve: () => void } | undefined
   private point: AppliedPoint = { index: 0, term: 0, conf: { voters: [], learners: [] } }
   private readonly walSync: { dirSynced?: boolean } = {}
+  /** Sizes as the open file holds them; cleared whenever the file is closed or replaced. */
+  private readonly sizes: SizeCache
 
   /** @internal use `openNamespaceStore`. */
   constructor(
@@ -127,6 +137,7 @@ export class NamespaceStore implements StateReader {
   ) {
     this.path = path
     this.limits = { ...defaultNamespaceLimits, ...config.limits }
+    this.sizes = new SizeCache(config.sizeCacheEntriesMax ?? SIZE_CACHE_ENTRIES_MAX)
   }
 
   /** The database's open settings (for snapshot files, which use the same key). */
@@ -145,6 +156,7 @@ export class NamespaceStore implements StateReader {
 
   /** @internal (Re)opens the file and loads the applied point; used on open and after install. */
   async reopen(): Promise<void> {
+    this.sizes.clear()
     const db = this.dbConfig
     const client = await openDb({ ...db, synchronous: this.config.synchronous ?? 'normal' })
     try {
@@ -204,6 +216,7 @@ export class NamespaceStore implements StateReader {
       resolve = r
     })
     this.swapping = { done, resolve }
+    this.sizes.clear()
     this.client?.close()
     this.client = undefined
   }
@@ -244,8 +257,8 @@ export class NamespaceStore implements StateReader {
     return this.lock.run(async () => {
       if (batch.index <= this.point.index) return false
       const conf = batch.conf ? cloneConf(batch.conf) : this.point.conf
-      const { stmts, bytesDelta } = await guard(this.dbConfig, () =>
-        planWrites(this.db(), batch.writes, this.limits),
+      const { stmts, bytesDelta, after } = await guard(this.dbConfig, () =>
+        planWrites(this.db(), batch.writes, this.limits, this.sizes),
       )
       const ct = confText(conf)
       stmts.push({
@@ -271,7 +284,14 @@ export class NamespaceStore implements StateReader {
           ],
         })
       }
-      await guard(this.dbConfig, () => this.db().batch(stmts, 'write'))
+      try {
+        await guard(this.dbConfig, () => this.db().batch(stmts, 'write'))
+      } catch (e) {
+        // Rolled back, or not: SQLite may fail a COMMIT after writing. Sizes are looked up again.
+        this.sizes.clear()
+        throw e
+      }
+      if (after) this.sizes.remember(after)
       this.point = { index: batch.index, term: batch.term, conf }
       return true
     })
@@ -407,6 +427,7 @@ export class NamespaceStore implements StateReader {
   async close(): Promise<void> {
     await this.lock.run(async () => {
       if (this.client) await checkpoint(this.dbConfig, this.client)
+      this.sizes.clear()
       this.client?.close()
       this.client = undefined
     })

@@ -12,11 +12,80 @@ import { StorageQuotaError } from './errors.js'
 import { crcKv, type NamespaceLimits } from './namespace-schema.js'
 import type { StateWrite } from './state-store.js'
 
+/** The size of a key that has no row (an existing key may hold 0 bytes: an empty key and value). */
+const ABSENT = -1
+/** A size not looked up yet. */
+const UNKNOWN = -2
+
 /** What a batch does, ready to run in one transaction. */
 export interface WritePlan {
   stmts: SqlStatement[]
   /** Change of the namespace's byte total. */
   bytesDelta: number
+  /**
+   * Sizes of the written keys (`ABSENT`: deleted) and totals of the written actors once the
+   * transaction committed: what `SizeCache.remember` keeps.
+   */
+  after?: {
+    keys: Array<[actor: string, key: string, bytes: number]>
+    actors: Array<[actor: string, bytes: number]>
+  }
+}
+
+/**
+ * The byte size of keys and the totals of actors, exactly as the database holds them, for the
+ * keys and actors written or looked up last (least recently used dropped past `entriesMax` of
+ * each). Planning reads what it holds instead of asking the database: that look-up was a quarter
+ * of a namespace apply's time at 256 clients. Only the store's own applies may change the file
+ * while a cache is in use: it records each committed plan (`remember`), and is cleared whenever
+ * the file is replaced or closed.
+ */
+export class SizeCache {
+  /** `actor\0key` → bytes, or `ABSENT` for a key known to have no row. */
+  private readonly keys = new Map<string, number>()
+  private readonly actors = new Map<string, number>()
+
+  constructor(readonly entriesMax: number) {}
+
+  keyBytes(actor: string, key: string): number | undefined {
+    return touch(this.keys, `${actor}\0${key}`)
+  }
+
+  actorBytes(actor: string): number | undefined {
+    return touch(this.actors, actor)
+  }
+
+  /** Records sizes read from the database or written by a committed transaction. */
+  remember(after: NonNullable<WritePlan['after']>): void {
+    for (const [actor, key, bytes] of after.keys) put(this.keys, `${actor}\0${key}`, bytes, this.entriesMax)
+    for (const [actor, bytes] of after.actors) put(this.actors, actor, bytes, this.entriesMax)
+  }
+
+  clear(): void {
+    this.keys.clear()
+    this.actors.clear()
+  }
+
+  get size(): number {
+    return this.keys.size + this.actors.size
+  }
+}
+
+/** `map`'s value for `k`, made the most recently used. */
+function touch(map: Map<string, number>, k: string): number | undefined {
+  const v = map.get(k)
+  if (v !== undefined) {
+    map.delete(k)
+    map.set(k, v)
+  }
+  return v
+}
+
+function put(map: Map<string, number>, k: string, v: number, max: number): void {
+  map.delete(k)
+  if (max <= 0) return
+  map.set(k, v)
+  if (map.size > max) map.delete(map.keys().next().value!)
 }
 
 // One statement answers both look-ups, each as one JSON array of [position, bytes] (one row is
@@ -57,26 +126,24 @@ export async function planWrites(
   client: Db,
   writes: StateWrite[],
   limits: NamespaceLimits,
+  cache?: SizeCache,
 ): Promise<WritePlan> {
   const list = lastWrites(writes)
   if (list.length === 0) return { stmts: [], bytesDelta: 0 }
-  const keysJson = JSON.stringify(list.map((w) => [w.actor, w.key]))
   const actors = [...new Set(list.map((w) => w.actor))]
-  const sizes = await client.execute({ sql: SIZES, args: [keysJson, JSON.stringify(actors)] })
-  const oldSize = new Map<number, number>(pairs(sizes.rows[0]?.[0]))
-  const totals = new Map<string, number>()
-  for (const [i, bytes] of pairs(sizes.rows[0]?.[1])) totals.set(actors[i]!, bytes)
+  const { oldSize, totals } = await currentSizes(client, list, actors, cache)
   let bytesDelta = 0
   const dels: Array<[string, string]> = []
   const sets: Array<[string, string, string, number]> = []
+  const after: NonNullable<WritePlan['after']> = { keys: [], actors: [] }
   list.forEach((w, i) => {
-    const before = oldSize.get(i) ?? 0
-    const after = w.value === null ? 0 : Buffer.byteLength(w.key) + w.value.byteLength
-    const delta = after - before
+    const held = oldSize[i]!
+    const delta = bytesAfter(w) - Math.max(held, 0)
     bytesDelta += delta
     totals.set(w.actor, (totals.get(w.actor) ?? 0) + delta)
+    after.keys.push([w.actor, w.key, w.value === null ? ABSENT : bytesAfter(w)])
     if (w.value === null) {
-      if (oldSize.has(i)) dels.push([w.actor, w.key])
+      if (held !== ABSENT) dels.push([w.actor, w.key])
     } else {
       const hex = Buffer.from(w.value.buffer, w.value.byteOffset, w.value.byteLength).toString('hex')
       sets.push([w.actor, w.key, hex, crcKv(w.actor, w.key, w.value)])
@@ -90,7 +157,43 @@ export async function planWrites(
   const drop = actors.filter((a) => totals.get(a)! === 0)
   if (keep.length > 0) stmts.push({ sql: SET_TOTALS, args: [JSON.stringify(keep)] })
   if (drop.length > 0) stmts.push({ sql: DROP_TOTALS, args: [JSON.stringify(drop)] })
-  return { stmts, bytesDelta }
+  for (const a of actors) after.actors.push([a, totals.get(a)!])
+  return { stmts, bytesDelta, after }
+}
+
+/** Bytes `w` leaves its key holding. */
+function bytesAfter(w: StateWrite): number {
+  return w.value === null ? 0 : Buffer.byteLength(w.key) + w.value.byteLength
+}
+
+/**
+ * The current size of each key of `list` (`ABSENT` when there is no such row) and the total of each
+ * of `actors` (0 without a row), from `cache` where it knows them and one statement for the rest.
+ */
+async function currentSizes(
+  client: Db,
+  list: StateWrite[],
+  actors: string[],
+  cache: SizeCache | undefined,
+): Promise<{ oldSize: number[]; totals: Map<string, number> }> {
+  const oldSize = list.map((w) => cache?.keyBytes(w.actor, w.key) ?? UNKNOWN)
+  const totals = new Map<string, number>()
+  for (const a of actors) {
+    const t = cache?.actorBytes(a)
+    if (t !== undefined) totals.set(a, t)
+  }
+  const missingKeys = oldSize.flatMap((b, i) => (b === UNKNOWN ? [i] : []))
+  const missingActors = actors.filter((a) => !totals.has(a))
+  if (missingKeys.length === 0 && missingActors.length === 0) return { oldSize, totals }
+  const keysJson = JSON.stringify(missingKeys.map((i) => [list[i]!.actor, list[i]!.key]))
+  const rs = await client.execute({ sql: SIZES, args: [keysJson, JSON.stringify(missingActors)] })
+  const found = new Map<number, number>(pairs(rs.rows[0]?.[0]))
+  missingKeys.forEach((i, at) => {
+    oldSize[i] = found.get(at) ?? ABSENT
+  })
+  for (const a of missingActors) totals.set(a, 0)
+  for (const [at, bytes] of pairs(rs.rows[0]?.[1])) totals.set(missingActors[at]!, bytes)
+  return { oldSize, totals }
 }
 
 /** Refuses the batch if an actor that it grows ends over `actorStateBytesMax`. */

@@ -116,6 +116,14 @@ describe('namespace files outside a live store', () => {
     expect(await swapNamespaceFile(dst, staged, { index: 31, term: 4 })).toBe(true)
     expect(dst.applied()).toMatchObject({ index: 31, term: 4 })
     expect(await dst.get('z', 'only-here')).toBeUndefined()
+    // Sizes the store remembered from the replaced file are gone: 'only-here' is new again.
+    await dst.apply({
+      index: 32,
+      term: 4,
+      writes: [{ actor: 'z', key: 'only-here', value: new Uint8Array(5) }],
+    })
+    expect(await dst.namespaceBytes()).toBe((await src.namespaceBytes()) + 'only-here'.length + 5)
+    expect(await dst.actorBytes('z')).toBe('only-here'.length + 5)
     for (const actor of ['a0', 'a1', 'a2', 'a3', 'a4'])
       expect(await dst.loadActor(actor)).toEqual(await src.loadActor(actor))
     await expect(stat(staged)).rejects.toThrow()
@@ -123,6 +131,6 @@ describe('namespace files outside a live store', () => {
     await dst.close()
     stores.splice(stores.indexOf(dst), 1)
     const again = await open('dst')
-    expect(again.applied().index).toBe(31)
+    expect(again.applied().index).toBe(32)
   })
 })

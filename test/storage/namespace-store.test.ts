@@ -1,4 +1,4 @@
-import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { afterEach, beforeEach, describe, expect, it, onTestFailed } from 'vitest'
 import {
   type NamespaceStore,
   openNamespaceStore,
@@ -7,7 +7,7 @@ import {
   StorageQuotaError,
   validateNamespaceName,
 } from '../../storage/index.js'
-import { tempDir } from './helpers.js'
+import { seeded, tempDir } from './helpers.js'
 
 const enc = new TextEncoder()
 const v = (s: string) => enc.encode(s)
@@ -124,6 +124,60 @@ describe('namespace store', () => {
     expect(await s.actorBytes('a')).toBe(2 + 3 + 8 + 5)
     expect(await s.actorBytes('b')).toBe(0)
     expect(await s.namespaceBytes()).toBe(18)
+  })
+
+  it('accounts bytes and refuses over-quota batches the same with its size cache, a tiny one, or none', async () => {
+    const seed = 0x5ca1e
+    onTestFailed(() => console.error(`size cache test failed with seed ${seed}`))
+    const rand = seeded(seed)
+    const limits = { actorStateBytesMax: 40 }
+    const stores = await Promise.all(
+      [4096, 2, 0].map((sizeCacheEntriesMax, i) =>
+        openNamespaceStore({ dataDir: `${dir}/s${i}`, name: 'chat', limits, sizeCacheEntriesMax }),
+      ),
+    )
+    try {
+      const actors = ['a', 'b', 'c']
+      const keys = ['', 'k', 'key2']
+      for (let index = 1; index <= 300; index++) {
+        const writes = Array.from({ length: 1 + rand(4) }, () => ({
+          actor: actors[rand(actors.length)]!,
+          key: keys[rand(keys.length)]!,
+          value: rand(3) === 0 ? null : new Uint8Array(rand(14)),
+        }))
+        const outcomes = await Promise.all(
+          stores.map((st) =>
+            st.apply({ index, term: 1, writes }).then(
+              () => 'applied',
+              (e: unknown) => (e instanceof StorageQuotaError ? 'refused' : `error ${String(e)}`),
+            ),
+          ),
+        )
+        expect(new Set(outcomes).size, `batch ${index}: ${outcomes}`).toBe(1)
+        if (outcomes[0] === 'refused')
+          await Promise.all(stores.map((st) => st.apply({ index, term: 1, writes: [] })))
+        const views = await Promise.all(
+          stores.map(async (st) => [
+            await st.namespaceBytes(),
+            ...(await Promise.all(actors.map((a) => st.actorBytes(a)))),
+          ]),
+        )
+        expect(views[1], `batch ${index}`).toEqual(views[2])
+        expect(views[0], `batch ${index}`).toEqual(views[2])
+        // The uncached store's figures are the database's own.
+        const held = await Promise.all(
+          actors.map(async (a) =>
+            (await stores[2]!.loadActor(a)).reduce(
+              (n, [k, val]) => n + Buffer.byteLength(k) + val.byteLength,
+              0,
+            ),
+          ),
+        )
+        expect(views[2]!.slice(1), `batch ${index}`).toEqual(held)
+      }
+    } finally {
+      await Promise.all(stores.map((st) => st.close()))
+    }
   })
 
   it('rejects keys, values and actor ids over their limits with a typed error naming the limit', async () => {
