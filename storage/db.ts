@@ -78,6 +78,37 @@ export class Db {
     }
   }
 
+  /** Whether a transaction is open on this connection. */
+  get inTransaction(): boolean {
+    return !this.isClosed && this.db.inTransaction
+  }
+
+  /**
+   * Runs `stmts` as one unit inside a write transaction that stays open after them (begun here
+   * when none is): all of them or, when one fails, none — rolled back to a savepoint, the
+   * transaction and what it held before kept, unless SQLite itself ended it (then `inTransaction`
+   * is false and the error is thrown). `commitOpen` ends it.
+   */
+  async inOpenTransaction(stmts: readonly SqlStatement[]): Promise<void> {
+    if (!this.db.inTransaction) this.run('BEGIN IMMEDIATE')
+    this.run('SAVEPOINT unit')
+    try {
+      for (const stmt of stmts) this.run(stmt)
+      this.run('RELEASE unit')
+    } catch (error) {
+      if (this.db.inTransaction) {
+        this.run('ROLLBACK TO unit')
+        this.run('RELEASE unit')
+      }
+      throw error
+    }
+  }
+
+  /** Commits the open transaction, if there is one. Synchronous, as everything here is underneath. */
+  commitOpen(): void {
+    if (this.inTransaction) this.run('COMMIT')
+  }
+
   close(): void {
     if (this.isClosed) return
     this.isClosed = true

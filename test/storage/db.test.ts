@@ -30,6 +30,28 @@ describe('Db', () => {
     expect([...(v as Uint8Array)]).toEqual([1, 2])
   })
 
+  it('keeps units in one open transaction: a failed unit leaves the earlier ones, commitOpen makes them visible', async () => {
+    await db.execute('PRAGMA journal_mode=WAL')
+    const other = openConnection(join(dir, 'a.db'))
+    const ins = (k: string) => ({ sql: 'INSERT INTO kv VALUES (?, NULL, 1)', args: [k] })
+    const keys = async (d: Db) => (await d.execute('SELECT k FROM kv ORDER BY k')).rows.map((r) => r[0])
+    try {
+      await db.inOpenTransaction([ins('a')])
+      // The second unit fails on its duplicate: its first insert is rolled back, 'a' stays.
+      await expect(db.inOpenTransaction([ins('b'), ins('a')])).rejects.toThrow(/UNIQUE/)
+      expect(db.inTransaction).toBe(true)
+      await db.inOpenTransaction([ins('c')])
+      expect(await keys(db)).toEqual(['a', 'c'])
+      expect(await keys(other)).toEqual([])
+      db.commitOpen()
+      expect(db.inTransaction).toBe(false)
+      expect(await keys(other)).toEqual(['a', 'c'])
+      db.commitOpen() // nothing open: nothing to do
+    } finally {
+      other.close()
+    }
+  })
+
   it('reports the rows a write changed', async () => {
     await db.batch(
       ['a', 'b', 'c'].map((k) => ({ sql: 'INSERT INTO kv VALUES (?, NULL, 1)', args: [k] })),

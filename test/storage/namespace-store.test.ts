@@ -1,3 +1,4 @@
+import Database from 'libsql'
 import { afterEach, beforeEach, describe, expect, it, onTestFailed } from 'vitest'
 import {
   type NamespaceStore,
@@ -178,6 +179,75 @@ describe('namespace store', () => {
     } finally {
       await Promise.all(stores.map((st) => st.close()))
     }
+  })
+
+  it('commits applied batches together: reads see them at once, another connection after applyCommitMs or sync', async () => {
+    const s = (store = await openNamespaceStore({ dataDir: dir, name: 'chat', applyCommitMs: 60_000 }))
+    const other = new Database(s.path, { readonly: true })
+    const committed = () =>
+      Number(
+        (other.prepare('SELECT applied_index FROM ns_meta').get() as { applied_index: number }).applied_index,
+      )
+    try {
+      for (let index = 1; index <= 3; index++)
+        await s.apply({ index, term: 1, writes: [{ actor: 'a', key: 'n', value: v(String(index)) }] })
+      expect(await s.get('a', 'n')).toEqual(v('3'))
+      expect(s.applied().index).toBe(3)
+      expect(committed()).toBe(0)
+      expect(await s.sync()).toMatchObject({ index: 3 })
+      expect(committed()).toBe(3)
+      // The window: a batch alone is committed by the timer.
+      const quick = await openNamespaceStore({ dataDir: `${dir}/q`, name: 'chat', applyCommitMs: 20 })
+      const q = new Database(quick.path, { readonly: true })
+      try {
+        await quick.apply({ index: 7, term: 1, writes: [{ actor: 'a', key: 'n', value: v('7') }] })
+        const at = () =>
+          Number(
+            (q.prepare('SELECT applied_index FROM ns_meta').get() as { applied_index: number }).applied_index,
+          )
+        for (let i = 0; i < 3000 && at() !== 7; i++) await new Promise((r) => setTimeout(r, 10))
+        expect(at()).toBe(7)
+      } finally {
+        q.close()
+        await quick.close()
+      }
+      // 0: every apply commits.
+      const each = await openNamespaceStore({ dataDir: `${dir}/e`, name: 'chat', applyCommitMs: 0 })
+      const e = new Database(each.path, { readonly: true })
+      try {
+        await each.apply({ index: 2, term: 1, writes: [] })
+        expect(
+          Number(
+            (e.prepare('SELECT applied_index FROM ns_meta').get() as { applied_index: number }).applied_index,
+          ),
+        ).toBe(2)
+      } finally {
+        e.close()
+        await each.close()
+      }
+    } finally {
+      other.close()
+    }
+  })
+
+  it('keeps the batches before a refused one when they wait in the same open transaction', async () => {
+    const s = (store = await openNamespaceStore({
+      dataDir: dir,
+      name: 'chat',
+      applyCommitMs: 60_000,
+      limits: { actorStateBytesMax: 10 },
+    }))
+    await s.apply({ index: 1, term: 1, writes: [{ actor: 'a', key: 'k', value: v('12345') }] })
+    await expect(
+      s.apply({ index: 2, term: 1, writes: [{ actor: 'a', key: 'j', value: v('1234567') }] }),
+    ).rejects.toBeInstanceOf(StorageQuotaError)
+    await s.apply({ index: 2, term: 1, writes: [{ actor: 'b', key: 'k', value: v('1') }] })
+    await s.close()
+    const again = (store = await openNamespaceStore({ dataDir: dir, name: 'chat' }))
+    expect(again.applied().index).toBe(2)
+    expect(await again.loadActor('a')).toEqual([['k', v('12345')]])
+    expect(await again.actorBytes('a')).toBe(6)
+    expect(await again.get('b', 'k')).toEqual(v('1'))
   })
 
   it('rejects keys, values and actor ids over their limits with a typed error naming the limit', async () => {
