@@ -123,32 +123,31 @@ describe('peer links over real libp2p on loopback', () => {
     expect(streams).toHaveLength(1)
   })
 
-  it('joins the frames sent in one go into one write of the stream', async () => {
-    const { a, b, bId } = await linkedPair()
-    const stream = linkStream(a, b)
+  /** A linked pair whose a→b link stream counts its writes. */
+  async function countedWrites() {
+    const pair = await linkedPair()
+    const stream = linkStream(pair.a, pair.b)
     const send = stream.send.bind(stream)
-    let writes = 0
+    let count = 0
     stream.send = (data) => {
-      writes++
+      count++
       return send(data)
     }
+    return { ...pair, writes: () => count }
+  }
+
+  it('joins the frames sent in one go into one write of the stream', async () => {
+    const { a, b, bId, writes } = await countedWrites()
     // A frame of 300 bytes needs a two-byte length: the join must write each length in full.
     const texts = Array.from({ length: 30 }, (_, i) => (i === 7 ? 'x'.repeat(300) : `g${i}`))
     for (const text of texts) a.links.send(bId, new TextEncoder().encode(text))
     await waitFor(() => b.received.length === 31, '30 more frames')
     expect(b.received.slice(1).map((r) => r.text)).toEqual(texts)
-    expect(writes).toBe(1)
+    expect(writes()).toBe(1)
   })
 
   it('joins frames sent across awaits of one callback into one write, as replies settled one by one are', async () => {
-    const { a, b, bId } = await linkedPair()
-    const stream = linkStream(a, b)
-    const send = stream.send.bind(stream)
-    let writes = 0
-    stream.send = (data) => {
-      writes++
-      return send(data)
-    }
+    const { a, b, bId, writes } = await countedWrites()
     // Each await lets queued microtasks run: a flush queued as a microtask would write in between.
     for (let i = 0; i < 5; i++) {
       a.links.send(bId, new TextEncoder().encode(`r${i}`))
@@ -157,7 +156,7 @@ describe('peer links over real libp2p on loopback', () => {
     }
     await waitFor(() => b.received.length === 6, '5 more frames')
     expect(b.received.slice(1).map((r) => r.text)).toEqual(['r0', 'r1', 'r2', 'r3', 'r4'])
-    expect(writes).toBe(1)
+    expect(writes()).toBe(1)
   })
 
   it('sends a yamux window update only when half the receive window is used, not after every frame', async () => {
