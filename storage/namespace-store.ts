@@ -443,14 +443,15 @@ export class NamespaceStore implements StateReader {
   async commitPending(): Promise<void> {
     clearTimeout(this.commitTimer)
     this.commitTimer = undefined
-    if (this.pendingSinceMs === undefined) return
+    const pending = this.pendingSinceMs !== undefined
     this.pendingSinceMs = undefined
+    // Also a transaction with nothing pending: a refused first batch leaves it open and empty.
     const db = this.client
-    if (!db) return
+    if (!db?.inTransaction) return
     try {
       await guard(this.dbConfig, async () => db.commitOpen())
     } catch (e) {
-      this.fail(e)
+      if (pending) this.fail(e)
       throw e
     }
   }

@@ -250,6 +250,40 @@ describe('namespace store', () => {
     expect(await again.get('b', 'k')).toEqual(v('1'))
   })
 
+  it('rolls back only the batch whose statement failed, inside the open transaction, and closes cleanly after', async () => {
+    // A module without metadata passes apply's checks and fails on the table's NOT NULL: an SQL
+    // error after the batch's writes ran.
+    const bad = {
+      version: 1,
+      hash: 'h',
+      bytes: new Uint8Array([0]),
+      metadata: undefined as unknown as string,
+    }
+    let s = (store = await openNamespaceStore({ dataDir: dir, name: 'chat', applyCommitMs: 60_000 }))
+    await expect(
+      s.apply({ index: 1, term: 1, writes: [{ actor: 'x', key: 'k', value: v('x') }], modules: [bad] }),
+    ).rejects.toThrow()
+    await s.close() // the refused first batch left an empty transaction open: it must not get in the way
+    s = store = await openNamespaceStore({ dataDir: dir, name: 'chat', applyCommitMs: 60_000 })
+    expect(s.applied().index).toBe(0)
+    await s.apply({ index: 1, term: 1, writes: [{ actor: 'a', key: 'k', value: v('a') }] })
+    await expect(
+      s.apply({ index: 2, term: 1, writes: [{ actor: 'b', key: 'k', value: v('b') }], modules: [bad] }),
+    ).rejects.toThrow()
+    expect(s.applied().index).toBe(1)
+    await s.apply({ index: 2, term: 1, writes: [{ actor: 'c', key: 'k', value: v('c') }] })
+    await s.close()
+    s = store = await openNamespaceStore({ dataDir: dir, name: 'chat' })
+    expect(s.applied().index).toBe(2)
+    expect([
+      await s.get('a', 'k'),
+      await s.get('b', 'k'),
+      await s.get('c', 'k'),
+      await s.get('x', 'k'),
+    ]).toEqual([v('a'), undefined, v('c'), undefined])
+    expect(await s.namespaceBytes()).toBe(4)
+  })
+
   it('rejects keys, values and actor ids over their limits with a typed error naming the limit', async () => {
     const s = await open({ keyBytesMax: 8, valueBytesMax: 16, actorIdBytesMax: 4 })
     const attempt = (actor: string, key: string, size: number) =>
