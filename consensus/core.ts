@@ -390,16 +390,34 @@ export class Raft {
   /**
    * The application learned that `peer`, which this follower follows, is gone (its connection
    * dropped and a redial failed). The follower forgets it — so it grants pre-votes at once instead
-   * of protecting a leader it can no longer hear — and campaigns within a few ticks (a random
-   * 1..electionTicks/2, so followers seldom split the vote) instead of after a whole election
-   * timeout. Ignored in lease mode: there a follower's silence is a promise the leader relies on.
+   * of protecting a leader it can no longer hear — and campaigns within a few ticks instead of
+   * after a whole election timeout. Ignored in lease mode: there a follower's silence is a promise
+   * the leader relies on.
+   *
+   * When: the surviving voters take turns two ticks apart, in an order every one of them computes
+   * alike — sorted ids rotated by `rotation` (the driver passes a hash of the group's name) — so
+   * the first asks for votes while the others still wait, and they grant them instead of
+   * splitting the vote (§9.3: a split costs a whole randomized timeout; a random
+   * 1..electionTicks/2 tick, as before, made two followers pick the same tick about one time in
+   * five, and a failover then took ~1.7 s instead of ~0.3 s). Rotating per group spreads a dead
+   * node's groups over the survivors instead of handing all of them to the lowest id. A first in
+   * line that cannot win (a shorter log) only delays the next.
    */
-  leaderLost(peer: NodeId): void {
+  leaderLost(peer: NodeId, rotation = 0): void {
     if (this.role !== Role.Follower || this.lead !== peer || this.readOnlyOption === 'lease') return
     this.wake()
     this.lead = NONE
-    const soon = 1 + this.random(Math.max(1, Math.floor(this.electionTicks / 2)))
+    const soon = 1 + 2 * this.rankAmongSurvivors(peer, rotation) + this.random(2)
     this.electionElapsed = Math.max(this.electionElapsed, this.randomizedElectionTimeout - soon)
+  }
+
+  /** This node's turn among the voters other than `gone`, their sorted order rotated by `rotation`. */
+  private rankAmongSurvivors(gone: NodeId, rotation: number): number {
+    const order = this.conf.voters.filter((v) => v !== gone).sort()
+    const at = order.indexOf(this.id)
+    if (at < 0) return 0
+    const shift = Math.abs(Math.trunc(rotation)) % order.length
+    return (at - shift + order.length) % order.length
   }
 
   // ---- elections (§5.2) ------------------------------------------------------------------------

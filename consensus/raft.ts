@@ -164,9 +164,9 @@ export class RawNode {
     this.raft.wake()
   }
 
-  /** `peer`, this follower's leader, is known to be gone: forget it and campaign soon. */
-  leaderLost(peer: NodeId): void {
-    this.raft.leaderLost(peer)
+  /** `peer`, this follower's leader, is known to be gone: forget it and campaign soon (in the turn `rotation` gives it among the survivors). */
+  leaderLost(peer: NodeId, rotation?: number): void {
+    this.raft.leaderLost(peer, rotation)
   }
 
   hasReady(): boolean {

@@ -208,7 +208,8 @@ class Driver implements MultiRaft, TransportHandler {
       if (g.lead !== peer) continue
       this.activate(g)
       g.node.wake()
-      if (options?.gone) g.node.leaderLost(peer)
+      // The group's name orders its survivors' turns alike on every node, differently per group.
+      if (options?.gone) g.node.leaderLost(peer, nameHash(g.name))
       this.touch(g)
     }
   }
@@ -696,4 +697,11 @@ class Driver implements MultiRaft, TransportHandler {
     if (!g) throw new GroupNotFoundError(group)
     return g
   }
+}
+
+/** FNV-1a of `name`: a number every node derives alike from a group's name. */
+function nameHash(name: string): number {
+  let h = 0x811c9dc5
+  for (let i = 0; i < name.length; i++) h = Math.imul(h ^ name.charCodeAt(i), 0x01000193) >>> 0
+  return h
 }
