@@ -6,6 +6,7 @@ import { type ClientRequest, type IncomingMessage, request, type Server } from '
 import { afterEach, describe, expect, it } from 'vitest'
 import { type Access, createGateway, type GatewayDeps, listen, traceContext } from '../../node/gateway.js'
 import type { CallRouter } from '../../node/router.js'
+import { waitFor } from '../node/wait.js'
 
 let server: Server | undefined
 
@@ -104,6 +105,14 @@ describe('gateway routes', () => {
       },
     } as unknown as CallRouter
     const base = new URL(await gateway({ router, payloadBytesMax: 1024 }))
+    // Bytes of each request's body the server has read so far (a listener beside the gateway's).
+    const received: number[] = []
+    server!.on('request', (req: IncomingMessage) => {
+      const at = received.push(0) - 1
+      req.on('data', (d: Buffer) => {
+        received[at]! += d.byteLength
+      })
+    })
     const post = (length: number) =>
       request({
         host: base.hostname,
@@ -123,12 +132,12 @@ describe('gateway routes', () => {
         })
       })
 
-    // Three pieces, each flushed before the next is written.
+    // Three pieces, each read by the server before the next is written.
     const pieces = post(9)
     const whole = answer(pieces)
-    for (const piece of ['abc', 'def', 'ghi']) {
-      await new Promise<void>((r) => pieces.write(piece, () => r()))
-      await new Promise((r) => setTimeout(r, 20))
+    for (const [i, piece] of ['abc', 'def', 'ghi'].entries()) {
+      pieces.write(piece)
+      await waitFor(() => received[0] === 3 * (i + 1), `piece ${i} read`)
     }
     pieces.end()
     expect((await whole).status).toBe(200)
@@ -146,8 +155,8 @@ describe('gateway routes', () => {
     // Announces 100 bytes, sends 10, goes away: the gateway must not call with a short payload.
     const cut = post(100)
     cut.on('error', () => {})
-    await new Promise<void>((r) => cut.write(Buffer.alloc(10), () => r()))
-    await new Promise((r) => setTimeout(r, 50))
+    cut.write(Buffer.alloc(10))
+    await waitFor(() => received[2] === 10, 'the first 10 bytes read')
     cut.destroy()
     const after = await fetch(`${base.origin}/v1/ns/chat/actors/a/m`, { method: 'POST', body: 'x' })
     expect(after.status).toBe(200)
