@@ -169,8 +169,7 @@ export async function swapNamespaceFile(
   options?.signal?.throwIfAborted()
   return store.lock.run(async () => {
     if (point.index <= store.applied().index) return false
-    await store.commitPending()
-    store.beginSwap()
+    await store.beginSwap()
     try {
       await Promise.all(['-wal', '-shm', '-journal'].map((s) => rm(`${store.path}${s}`, { force: true })))
       await rename(path, store.path)

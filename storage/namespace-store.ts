@@ -139,8 +139,8 @@ export class NamespaceStore implements StateReader {
   /** Sizes as the open file holds them; cleared whenever the file is closed or replaced. */
   private readonly sizes: SizeCache
   private readonly applyCommitMs: number
-  /** When the open write transaction got its first applied batch (undefined: nothing pending). */
-  private pendingSinceMs: number | undefined
+  /** Applied batches wait in the open write transaction (`commitTimer` will commit them). */
+  private pending = false
   private commitTimer: NodeJS.Timeout | undefined
   /** A commit of pending batches failed: the file lost batches reported applied; no more writes. */
   private broken: Error | undefined
@@ -172,7 +172,7 @@ export class NamespaceStore implements StateReader {
 
   /** @internal (Re)opens the file and loads the applied point; used on open and after install. */
   async reopen(): Promise<void> {
-    assert(this.pendingSinceMs === undefined, 'reopen with applied batches not committed')
+    assert(!this.pending, 'reopen with applied batches not committed')
     this.sizes.clear()
     this.broken = undefined
     const db = this.dbConfig
@@ -225,15 +225,16 @@ export class NamespaceStore implements StateReader {
   }
 
   /**
-   * @internal Closes the client so the file can be replaced; reads wait until `endSwap`. Call
-   * under the writer lock, then `reopen`, then `endSwap` (also when reopening fails).
+   * @internal Commits what is pending and closes the client so the file can be replaced; reads
+   * wait until `endSwap`. Call under the writer lock, then `reopen`, then `endSwap` (also when
+   * reopening fails).
    */
-  beginSwap(): void {
+  async beginSwap(): Promise<void> {
+    await this.commitPending()
     let resolve = () => {}
     const done = new Promise<void>((r) => {
       resolve = r
     })
-    assert(this.pendingSinceMs === undefined, 'beginSwap with applied batches not committed')
     this.swapping = { done, resolve }
     this.sizes.clear()
     this.client?.close()
@@ -312,7 +313,7 @@ export class NamespaceStore implements StateReader {
         // Rolled back, or not: SQLite may fail a COMMIT after writing. Sizes are looked up again.
         this.sizes.clear()
         // SQLite ended the open transaction itself: batches reported applied are gone from it.
-        if (this.pendingSinceMs !== undefined && !db.inTransaction) this.fail(e)
+        if (this.pending && !db.inTransaction) this.fail(e)
         throw e
       }
       if (after) this.sizes.remember(after)
@@ -443,8 +444,8 @@ export class NamespaceStore implements StateReader {
   async commitPending(): Promise<void> {
     clearTimeout(this.commitTimer)
     this.commitTimer = undefined
-    const pending = this.pendingSinceMs !== undefined
-    this.pendingSinceMs = undefined
+    const pending = this.pending
+    this.pending = false
     // Also a transaction with nothing pending: a refused first batch leaves it open and empty.
     const db = this.client
     if (!db?.inTransaction) return
@@ -456,10 +457,10 @@ export class NamespaceStore implements StateReader {
     }
   }
 
-  /** Commits the open transaction `applyCommitMs` after its first pending batch. */
+  /** Commits the open transaction `applyCommitMs` after the first batch it holds. */
   private commitSoon(): void {
-    if (this.pendingSinceMs !== undefined) return
-    this.pendingSinceMs = performance.now()
+    if (this.pending) return
+    this.pending = true
     this.commitTimer = setTimeout(() => {
       this.lock
         .run(() => this.commitPending())
@@ -471,12 +472,11 @@ export class NamespaceStore implements StateReader {
   /** No more writes: the file lost batches this store reported applied (a restart replays them). */
   private fail(e: unknown): void {
     this.broken = e instanceof Error ? e : new Error(String(e))
-    this.pendingSinceMs = undefined
+    this.pending = false
     this.sizes.clear()
     this.config.logger?.error({ err: String(e) }, 'namespace store lost uncommitted batches; writes refused')
   }
 
-  /** Closes the database; reads and writes after this throw `StorageClosedError`. */
   /**
    * Makes every applied batch durable against power loss (with `synchronous: 'normal'`): the
    * fsync runs on libuv's thread pool. Returns the applied point it covers.
@@ -490,6 +490,10 @@ export class NamespaceStore implements StateReader {
     })
   }
 
+  /**
+   * Commits, checkpoints and closes the database; reads and writes after this throw
+   * `StorageClosedError`.
+   */
   async close(): Promise<void> {
     await this.lock.run(async () => {
       try {

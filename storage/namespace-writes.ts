@@ -1,11 +1,11 @@
 /**
- * Turning one applied batch of writes into SQL. Byte accounting is incremental: one statement of
- * indexed look-ups gives the old size of every written key and the current total of every written
- * actor, the new totals are computed here (and checked against `actorStateBytesMax` before anything is
- * written), and the statements set them beside the writes. Rows travel as one JSON argument per
- * statement, so each kind of statement is one SQL text, prepared once whatever the batch's size
- * (statements with hundreds of parameters would be new texts, and preparing them cost more than
- * the writes).
+ * Turning one applied batch of writes into SQL. Byte accounting is incremental: the old size of
+ * every written key and the current total of every written actor come from `SizeCache` or one
+ * statement of indexed look-ups, the new totals are computed here (and checked against
+ * `actorStateBytesMax` before anything is written), and the statements set them beside the
+ * writes. Rows travel as one JSON argument per statement, so each kind of statement is one SQL
+ * text, prepared once whatever the batch's size (statements with hundreds of parameters would be
+ * new texts, and preparing them cost more than the writes).
  */
 import type { Db, SqlStatement } from './db.js'
 import { StorageQuotaError } from './errors.js'
@@ -64,10 +64,6 @@ export class SizeCache {
   clear(): void {
     this.keys.clear()
     this.actors.clear()
-  }
-
-  get size(): number {
-    return this.keys.size + this.actors.size
   }
 }
 
@@ -138,10 +134,11 @@ export async function planWrites(
   const after: NonNullable<WritePlan['after']> = { keys: [], actors: [] }
   list.forEach((w, i) => {
     const held = oldSize[i]!
-    const delta = bytesAfter(w) - Math.max(held, 0)
+    const bytes = w.value === null ? 0 : Buffer.byteLength(w.key) + w.value.byteLength
+    const delta = bytes - Math.max(held, 0)
     bytesDelta += delta
     totals.set(w.actor, (totals.get(w.actor) ?? 0) + delta)
-    after.keys.push([w.actor, w.key, w.value === null ? ABSENT : bytesAfter(w)])
+    after.keys.push([w.actor, w.key, w.value === null ? ABSENT : bytes])
     if (w.value === null) {
       if (held !== ABSENT) dels.push([w.actor, w.key])
     } else {
@@ -159,11 +156,6 @@ export async function planWrites(
   if (drop.length > 0) stmts.push({ sql: DROP_TOTALS, args: [JSON.stringify(drop)] })
   for (const a of actors) after.actors.push([a, totals.get(a)!])
   return { stmts, bytesDelta, after }
-}
-
-/** Bytes `w` leaves its key holding. */
-function bytesAfter(w: StateWrite): number {
-  return w.value === null ? 0 : Buffer.byteLength(w.key) + w.value.byteLength
 }
 
 /**

@@ -212,8 +212,7 @@ export async function installNamespaceSnapshot(
     await checkReceived(store, tmp, meta)
     return await store.lock.run(async () => {
       if (meta.index <= store.applied().index) return false
-      await store.commitPending()
-      store.beginSwap()
+      await store.beginSwap()
       try {
         await Promise.all(['-wal', '-shm', '-journal'].map((s) => rm(`${store.path}${s}`, { force: true })))
         await rename(tmp, store.path)
