@@ -164,7 +164,10 @@ export class RawNode {
     this.raft.wake()
   }
 
-  /** `peer`, this follower's leader, is known to be gone: forget it and campaign soon (in the turn `rotation` gives it among the survivors). */
+  /**
+   * `peer`, this follower's leader, is known to be gone: forget it and campaign soon, in the turn
+   * `rotation` gives it among the surviving voters.
+   */
   leaderLost(peer: NodeId, rotation?: number): void {
     this.raft.leaderLost(peer, rotation)
   }

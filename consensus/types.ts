@@ -200,7 +200,6 @@ export interface ProgressStatus {
   inflight: number
 }
 
-/** A snapshot of a node's state for monitoring and tests. */
 /** What `Status` says about who leads, without membership or progress (cheap: no copies). */
 export interface BasicStatus {
   id: NodeId
@@ -209,6 +208,7 @@ export interface BasicStatus {
   role: Role
 }
 
+/** A snapshot of a node's state for monitoring and tests. */
 export interface Status {
   id: NodeId
   term: number

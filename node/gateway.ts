@@ -445,7 +445,6 @@ export function httpError(e: unknown): { status: number; code: string; headers?:
   return { status: STATUS[code] ?? 500, code }
 }
 
-/** Reads a body of at most `bytesMax` bytes. */
 /**
  * The request body, refused over `bytesMax`. Listens for `data` itself: an async iterator over the
  * request (the obvious loop) cost ~20 µs more a call in stream bookkeeping, on every call.
