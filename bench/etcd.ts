@@ -163,10 +163,15 @@ export class EtcdCluster {
 /** What one comparison run measured. */
 export interface EtcdMeasurement {
   version: string
-  /** The cluster group's round-robin load: the same clients, keys, warm-up and window. */
+  /**
+   * The cluster group's round-robin load over etcd's native gRPC API (what its clients use): the
+   * same clients, keys, warm-up and window.
+   */
   writes: MeasuredLoad
-  /** One client, as for the cluster group's one-client p50. */
+  /** One client over gRPC, as for the cluster group's one-client p50. */
   one: MeasuredLoad
+  /** The round-robin load again through etcd's HTTP/JSON gateway (a proxy inside etcd to its gRPC). */
+  gateway: MeasuredLoad
   /** The 1-minute load average when the run started and when it ended. */
   loadAvg: [number, number]
 }
@@ -224,21 +229,21 @@ async function measureEtcd(
       targets: cluster.members.map((m) => ({ url: m.clientUrl, peer: m.name })),
       namespaces: w.namespaces,
       actors: w.actors,
-      transport: 'etcd' as const,
+      transport: 'etcd-grpc' as const,
       payload: ETCD_VALUE,
     }
     const pids = cluster.members.map((m) => m.proc.pid!)
-    const writes = await runner.load(
-      { ...base, concurrency: w.clients, warmupMs: w.warmupMs, durationMs: w.durationMs, seed: w.seed },
-      pids,
-    )
-    say(`etcd round-robin: ${runner.describe(writes)}`)
+    const many = { concurrency: w.clients, warmupMs: w.warmupMs, durationMs: w.durationMs, seed: w.seed }
+    const writes = await runner.load({ ...base, ...many }, pids)
+    say(`etcd round-robin, gRPC: ${runner.describe(writes)}`)
     const one = await runner.load(
       { ...base, concurrency: 1, warmupMs: w.oneWarmupMs, durationMs: w.oneDurationMs, seed: w.seed + 2 },
       pids,
     )
-    say(`etcd one client: ${runner.describe(one)}`)
-    return { version, writes, one, loadAvg: [before, loadavg()[0]!] }
+    say(`etcd one client, gRPC: ${runner.describe(one)}`)
+    const gateway = await runner.load({ ...base, ...many, transport: 'etcd' }, pids)
+    say(`etcd round-robin, HTTP gateway: ${runner.describe(gateway)}`)
+    return { version, writes, one, gateway, loadAvg: [before, loadavg()[0]!] }
   } finally {
     await cluster.stop()
   }
@@ -252,7 +257,7 @@ const round = (v: number, digits: number): number => Math.round(v * 10 ** digits
  */
 export function etcdFigures(m: EtcdMeasurement, ours: { opsPerS: number; source: string }): BenchFigure[] {
   const load = `load average ${m.loadAvg[0].toFixed(1)} -> ${m.loadAvg[1].toFixed(1)}`
-  const note = `${m.version}, 3 members, ${m.writes.concurrency} clients, round-robin; ${load}`
+  const note = `${m.version}, 3 members, ${m.writes.concurrency} clients, round-robin, gRPC; ${load}`
   return [
     { key: 'etcd.write_ops_per_s', value: Math.round(m.writes.opsPerS), unit: 'puts/s', note },
     {
@@ -266,6 +271,18 @@ export function etcdFigures(m: EtcdMeasurement, ours: { opsPerS: number; source:
       value: round(m.one.p50Ms, 3),
       unit: 'ms',
       note: `p99 ${round(m.one.p99Ms, 3)}`,
+    },
+    {
+      key: 'etcd.gateway_write_ops_per_s',
+      value: Math.round(m.gateway.opsPerS),
+      unit: 'puts/s',
+      note: `the same load through etcd's HTTP/JSON gateway; p50 ${round(m.gateway.p50Ms, 2)}`,
+    },
+    {
+      key: 'etcd.gateway_write_p99_ms',
+      value: round(m.gateway.p99Ms, 2),
+      unit: 'ms',
+      note: "through etcd's HTTP/JSON gateway",
     },
     {
       key: 'cluster.write_ratio_vs_etcd',

@@ -6,7 +6,9 @@
  * and record the latency of the successful call from its first attempt. With `transport: 'etcd'` the
  * same loop writes to an etcd cluster instead (the comparison run, bench/etcd.ts): each call is a
  * `POST /v3/kv/put` to etcd's HTTP gateway with the actor's key `<namespace>/a<i>` and `payload` as
- * the value (both base64, as the gateway's JSON wants), round-robin over the members.
+ * the value (both base64, as the gateway's JSON wants), round-robin over the members; with
+ * `transport: 'etcd-grpc'` each call is the same put over etcd's native gRPC API (bench/grpc.ts),
+ * an Unavailable status retried as a 503 is.
  *
  * Output, one JSON object a line on stdout: `{"event":"window","acked":n}` when the warm-up ends,
  * `{"event":"ready"}` once `readyAcks` calls were acknowledged, `{"event":"mark",...}` after a
@@ -20,6 +22,7 @@ import { resolve } from 'node:path'
 import { createInterface } from 'node:readline'
 import { pathToFileURL } from 'node:url'
 import { seededRandom } from '../test/consensus/harness.js'
+import { ETCD_PUT_PATH, etcdPutFrame, GRPC_OK, GRPC_UNAVAILABLE, GrpcChannels } from './grpc.js'
 
 /** What one run of the load client does. */
 export interface LoadConfig {
@@ -40,8 +43,11 @@ export interface LoadConfig {
   route: 'round-robin' | 'leader'
   /** Namespace → leader peer at start (`leader` routing; answers' served-by header keeps it current). */
   leaders: Record<string, string>
-  /** `http`/`fetch`: ActorMesh calls with node:http or fetch; `etcd`: etcd 3.4+ puts with node:http. */
-  transport: 'http' | 'fetch' | 'etcd'
+  /**
+   * `http`/`fetch`: ActorMesh calls with node:http or fetch; `etcd`: etcd 3.4+ puts to its HTTP
+   * gateway with node:http; `etcd-grpc`: the same puts over gRPC (HTTP/2, one connection a member).
+   */
+  transport: 'http' | 'fetch' | 'etcd' | 'etcd-grpc'
   /** Pause before retrying a 503 or after a failed call. */
   retryDelayMs: number
   /** One attempt gives up after this long (counted as an error). */
@@ -193,6 +199,14 @@ async function sendFetch(url: URL, body: Buffer, timeoutMs: number): Promise<Ans
   return { status: res.status, servedBy }
 }
 
+/** A gRPC put as an HTTP-like answer: OK is 200, Unavailable 503 (retried), others 500; `code` its status. */
+async function sendGrpc(channels: GrpcChannels, url: URL, body: Buffer, timeoutMs: number): Promise<Answer> {
+  const a = await channels.unary(url.origin, url.pathname, body, timeoutMs)
+  if (a.status === GRPC_OK) return { status: 200, servedBy: '' }
+  const status = a.status === GRPC_UNAVAILABLE ? 503 : 500
+  return { status, servedBy: '', errorBody: JSON.stringify({ code: a.status, message: a.message }) }
+}
+
 /** What one call sends: its namespace, the URL path and the request body. */
 interface Pick {
   ns: string
@@ -201,14 +215,17 @@ interface Pick {
 }
 
 /**
- * The call of each actor, built once: actor i lives in namespace i mod the namespaces. For etcd
- * the actor's key and the payload go base64 in a JSON body (etcd's gateway maps bytes fields so).
+ * The call of each actor, built once: actor i lives in namespace i mod the namespaces. For etcd's
+ * gateway the actor's key and the payload go base64 in a JSON body (it maps bytes fields so); for
+ * gRPC they go in a protobuf `PutRequest`.
  */
 function picksOf(config: LoadConfig): Pick[] {
   const body = Buffer.from(config.payload)
   const value = body.toString('base64')
   return Array.from({ length: config.actors }, (_, i) => {
     const ns = config.namespaces[i % config.namespaces.length]!
+    if (config.transport === 'etcd-grpc')
+      return { ns, path: ETCD_PUT_PATH, body: etcdPutFrame(`${ns}/a${i}`, config.payload) }
     if (config.transport !== 'etcd')
       return { ns, path: `/v1/namespaces/${ns}/actors/a${i}/${config.method}`, body }
     const key = Buffer.from(`${ns}/a${i}`).toString('base64')
@@ -223,6 +240,7 @@ export async function runLoad(
   control: { onCommand: (handler: (cmd: { cmd: string; atMs?: number }) => void) => void },
 ): Promise<LoadResult> {
   const agent = new Agent({ keepAlive: true, maxSockets: config.concurrency })
+  const channels = new GrpcChannels()
   const urlOf = new Map(config.targets.map((t) => [t.peer, t.url]))
   const leaders = new Map(Object.entries(config.leaders))
   const picks = picksOf(config)
@@ -277,7 +295,9 @@ export async function runLoad(
   const attempt = (url: URL, body: Buffer): Promise<Answer> =>
     config.transport === 'fetch'
       ? sendFetch(url, body, config.attemptTimeoutMs)
-      : sendHttp(agent, url, body, config.attemptTimeoutMs)
+      : config.transport === 'etcd-grpc'
+        ? sendGrpc(channels, url, body, config.attemptTimeoutMs)
+        : sendHttp(agent, url, body, config.attemptTimeoutMs)
   const fail = (kind: string) => {
     errors++
     errorsBy[kind] = (errorsBy[kind] ?? 0) + 1
@@ -332,6 +352,7 @@ export async function runLoad(
   clearTimeout(windowTimer)
   if (stopTimer) clearTimeout(stopTimer)
   agent.destroy()
+  channels.close()
   const windowMs = Math.min(windowEnd, performance.now()) - windowStart
   const cpu = process.cpuUsage(cpuAtStart)
   return {
@@ -381,12 +402,14 @@ export function loadConfig(given: Partial<LoadConfig>): LoadConfig {
     throw new RangeError(`Bad load config: actors '${c.actors}' must be a whole number >= the namespaces`)
   if (!Number.isInteger(c.concurrency) || c.concurrency < 1)
     throw new RangeError(`Bad load config: concurrency '${c.concurrency}' must be a whole number >= 1`)
-  if (c.transport !== 'http' && c.transport !== 'fetch' && c.transport !== 'etcd')
+  if (!['http', 'fetch', 'etcd', 'etcd-grpc'].includes(c.transport))
     throw new RangeError(
-      `Bad load config: transport '${String(c.transport)}' must be 'http', 'fetch' or 'etcd'`,
+      `Bad load config: transport '${String(c.transport)}' must be 'http', 'fetch', 'etcd' or 'etcd-grpc'`,
     )
-  if (c.transport === 'etcd' && c.route !== 'round-robin')
-    throw new RangeError(`Bad load config: route '${c.route}' must be 'round-robin' with transport 'etcd'`)
+  if (c.transport.startsWith('etcd') && c.route !== 'round-robin')
+    throw new RangeError(
+      `Bad load config: route '${c.route}' must be 'round-robin' with transport '${c.transport}'`,
+    )
   return c
 }
 

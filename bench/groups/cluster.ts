@@ -38,7 +38,10 @@ const root = join(import.meta.dirname, '..', '..')
 const nodeBin = join(root, 'node_modules', '.bin', 'node')
 const loadClient = join(root, 'bench', 'load-client.ts')
 
-/** etcd 3.4, 3 members on this machine, by hand: writes/s and p99 at 256 clients, p50 of one client. */
+/**
+ * The issue's figures for etcd 3.4 with 3 members (its native gRPC API): writes/s and p99 at 256
+ * clients, p50 of one client. Used only when etcd is not installed.
+ */
 const ETCD = { writesPerS: 8_373, p99Ms: 78, p50Ms1Client: 0.94 }
 const SEED = 20_261_123
 const NAMESPACES = 10
@@ -321,10 +324,10 @@ export function writeWorkload(quick: boolean): WriteWorkload {
 /** etcd's figures for the vs-etcd ratios: measured now when etcd is installed, else the constants. */
 async function etcdBaseline(quick: boolean, say: (line: string) => void) {
   const m = await etcdThisRun(writeWorkload(quick), { load, describe }, say).catch((e: unknown) => {
-    say(`etcd comparison failed, using the hand-measured figures: ${(e as Error).message}`)
+    say(`etcd comparison failed, using the issue's figures: ${(e as Error).message}`)
     return undefined
   })
-  if (!m) return { ...ETCD, measured: undefined, source: 'hand-measured, 256 clients' }
+  if (!m) return { ...ETCD, measured: undefined, source: "the issue's figures" }
   const { writes, one } = m
   return {
     writesPerS: writes.opsPerS,

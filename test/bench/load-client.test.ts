@@ -1,4 +1,5 @@
 import { createServer, type IncomingMessage, type Server } from 'node:http'
+import { createServer as createH2Server, type Http2Server } from 'node:http2'
 import { afterEach, describe, expect, it } from 'vitest'
 import { loadConfig, runLoad } from '../../bench/load-client.js'
 
@@ -11,7 +12,7 @@ interface Seen {
   value: string
 }
 
-const servers: Server[] = []
+const servers: Array<Server | Http2Server> = []
 
 afterEach(async () => {
   for (const s of servers.splice(0)) await new Promise((r) => s.close(r))
@@ -105,5 +106,114 @@ describe('load client etcd transport', () => {
         route: 'leader',
       }),
     ).toThrow(/route 'leader'/)
+  })
+})
+
+/** The length-delimited fields of a protobuf message by field number (what a PutRequest holds). */
+function protoFields(msg: Buffer): Map<number, string> {
+  const fields = new Map<number, string>()
+  let at = 0
+  const varint = () => {
+    let n = 0
+    for (let shift = 0; ; shift += 7) {
+      const b = msg[at++]!
+      n |= (b & 0x7f) << shift
+      if (b < 0x80) return n
+    }
+  }
+  while (at < msg.length) {
+    const tag = varint()
+    expect(tag & 7, 'wire type').toBe(2)
+    const len = varint()
+    fields.set(tag >> 3, msg.subarray(at, at + len).toString())
+    at += len
+  }
+  return fields
+}
+
+/**
+ * Three fake etcd members speaking gRPC over cleartext HTTP/2: the first put is answered
+ * Unavailable (trailers only, as etcd answers a leader change), the second InvalidArgument, the
+ * rest OK with an empty PutResponse and the status in trailers. Stops the load after `stopAfter`.
+ */
+async function fakeGrpcEtcd(stopAfter: number, stop: () => void) {
+  const seen: Seen[] = []
+  const sessions: number[] = []
+  let ok = 0
+  const urls: string[] = []
+  for (let i = 0; i < 3; i++) {
+    const server = createH2Server()
+    server.on('session', () => sessions.push(i))
+    server.on('stream', (stream, headers) => {
+      const chunks: Buffer[] = []
+      stream.on('data', (d: Buffer) => chunks.push(d))
+      stream.on('end', () => {
+        const frame = Buffer.concat(chunks)
+        expect(frame[0], 'compressed flag').toBe(0)
+        expect(frame.readUInt32BE(1)).toBe(frame.length - 5)
+        const fields = protoFields(frame.subarray(5))
+        seen.push({
+          server: i,
+          method: String(headers[':method']),
+          url: `${String(headers[':path'])} ${String(headers['content-type'])}`,
+          key: fields.get(1) ?? '',
+          value: fields.get(2) ?? '',
+        })
+        if (seen.length === stopAfter) stop()
+        const base = { ':status': 200, 'content-type': 'application/grpc' }
+        if (seen.length <= 2) {
+          const [status, message] = seen.length === 1 ? ['14', 'etcdserver: leader changed'] : ['3', 'bad']
+          stream.respond({ ...base, 'grpc-status': status, 'grpc-message': message }, { endStream: true })
+          return
+        }
+        ok++
+        stream.respond(base, { waitForTrailers: true })
+        stream.on('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0' }))
+        stream.end(Buffer.from([0, 0, 0, 0, 0]))
+      })
+    })
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
+    servers.push(server)
+    urls.push(`http://127.0.0.1:${(server.address() as { port: number }).port}`)
+  }
+  return { seen, urls, sessions, acknowledged: () => ok }
+}
+
+describe('load client etcd-grpc transport', () => {
+  it('puts each actor key over gRPC round-robin, retries Unavailable and counts other statuses as errors', async () => {
+    let onCommand: (cmd: { cmd: string }) => void = () => {}
+    const etcd = await fakeGrpcEtcd(150, () => onCommand({ cmd: 'stop' }))
+    const config = loadConfig({
+      targets: etcd.urls.map((url, i) => ({ url, peer: `m${i}` })),
+      namespaces: ['w0', 'w1'],
+      actors: 10,
+      concurrency: 4,
+      warmupMs: 0,
+      durationMs: 0,
+      payload: '00000001',
+      transport: 'etcd-grpc',
+      seed: 7,
+    })
+    const result = await runLoad(config, () => {}, { onCommand: (h) => (onCommand = h) })
+
+    expect(etcd.seen.length).toBeGreaterThanOrEqual(150)
+    for (const s of etcd.seen) {
+      expect(s.method).toBe('POST')
+      expect(s.url).toBe('/etcdserverpb.KV/Put application/grpc')
+      expect(s.value).toBe('00000001')
+      const m = /^w([01])\/a(\d)$/.exec(s.key)
+      expect(m, s.key).not.toBeNull()
+      expect(Number(m![2]) % 2).toBe(Number(m![1]))
+    }
+    for (const server of [0, 1, 2])
+      expect(etcd.seen.filter((s) => s.server === server).length).toBeGreaterThan(20)
+    // One HTTP/2 connection per member, shared by the four clients.
+    expect([...etcd.sessions].sort()).toEqual([0, 1, 2])
+    expect(result.retries).toBe(1)
+    expect(result.retriesBy).toEqual({ 'grpc 14': 1 })
+    expect(result.errors).toBe(1)
+    expect(result.errorsBy).toEqual({ '500 grpc 3': 1 })
+    expect(result.acked).toBe(etcd.acknowledged())
+    expect(result.transport).toBe('etcd-grpc')
   })
 })
