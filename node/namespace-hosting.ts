@@ -3,8 +3,12 @@
  * places here is opened (its LibSQL store, state machine and Raft group); one the catalog no longer
  * has — deleted, or deleted and created again under the same name (another `createdIndex`) — is
  * removed with its Raft group, its log and its files.
+ *
+ * Each replica's files carry the `createdIndex` of the namespace they were made for, in
+ * `ns/<name>.db.created`, so that a node that was down while the namespace was deleted and created
+ * again drops the old replica (its files and its Raft log) instead of running it as the new one.
  */
-import { readdir, rm } from 'node:fs/promises'
+import { readdir, readFile, rename, rm, writeFile } from 'node:fs/promises'
 import { basename, dirname, join } from 'node:path'
 import type { Logger } from 'pino'
 import type { MultiRaft } from '../consensus/index.js'
@@ -40,6 +44,17 @@ export class NamespaceHosting {
 
   get(name: string): NamespaceStateMachine | undefined {
     return this.machines.get(name)
+  }
+
+  /**
+   * The replica of `name` if it was hosted for the catalog's `createdIndex`: a replica of a namespace
+   * the catalog has deleted, or deleted and created again, serves nothing while it waits for the
+   * next `reconcile` to remove it (calls on it would be acknowledged and then lost with it).
+   */
+  current(name: string, createdIndex: number | undefined): NamespaceStateMachine | undefined {
+    return createdIndex !== undefined && this.createdIndex.get(name) === createdIndex
+      ? this.machines.get(name)
+      : undefined
   }
 
   has(name: string): boolean {
@@ -81,7 +96,19 @@ export class NamespaceHosting {
     const { driver, log } = this.deps
     let store: NamespaceStore | undefined
     try {
+      const dbPath = join(this.deps.dataDir, 'ns', `${ns.name}.db`)
+      const marker = `${dbPath}.created`
+      const recorded = await readCreatedIndex(marker, log)
+      if (recorded !== undefined && recorded !== ns.createdIndex) {
+        log.warn(
+          { ns: ns.name, recorded, createdIndex: ns.createdIndex },
+          'replica files belong to a deleted namespace of the same name; removing them and its Raft log',
+        )
+        await driver.dropLog(ns.name)
+        await removeNamespaceFiles(dbPath)
+      }
       store = await openNamespaceStore({ dataDir: this.deps.dataDir, name: ns.name, logger: log })
+      if (recorded !== ns.createdIndex) await writeCreatedIndex(marker, ns.createdIndex)
       const applied = store.applied().index
       const machine = await NamespaceStateMachine.open(
         ns.name,
@@ -128,9 +155,35 @@ export class NamespaceHosting {
 }
 
 /**
+ * The `createdIndex` a replica's marker file names; undefined when there is none (a replica made
+ * before markers existed, or a restored one: adopted as it is) or it cannot be read (logged, and
+ * adopted too: dropping a replica that may hold acknowledged entries is worse than keeping one).
+ */
+async function readCreatedIndex(marker: string, log: Logger): Promise<number | undefined> {
+  let text: string
+  try {
+    text = await readFile(marker, 'utf8')
+  } catch (e) {
+    if ((e as { code?: string }).code === 'ENOENT') return undefined
+    throw e
+  }
+  const n = Number(text.trim())
+  if (Number.isSafeInteger(n) && n > 0 && /^\d+$/.test(text.trim())) return n
+  log.warn({ marker, text: text.slice(0, 64) }, 'unreadable replica marker; keeping the replica')
+  return undefined
+}
+
+/** Writes the marker through a temp file and a rename, so that it is whole or absent. */
+async function writeCreatedIndex(marker: string, createdIndex: number): Promise<void> {
+  const tmp = `${marker}.tmp`
+  await writeFile(tmp, `${createdIndex}\n`, { flush: true })
+  await rename(tmp, marker)
+}
+
+/**
  * Removes a namespace's database and every file beside it that belongs to it (`-wal`, `-shm`,
- * `-journal`, snapshot and staging temps): all are named `<name>.db` followed by `-` or `.`
- * (namespace names have no dot, so no other namespace's file matches).
+ * `-journal`, its `.created` marker, snapshot and staging temps): all are named `<name>.db`
+ * followed by `-` or `.` (namespace names have no dot, so no other namespace's file matches).
  */
 async function removeNamespaceFiles(path: string): Promise<void> {
   const dir = dirname(path)

@@ -53,6 +53,8 @@ class NotLeaderError extends Error {
 
 /** How often the rounds look at every namespace when neither the catalog nor membership changed. */
 const SCAN_EVERY_MS = 2_000
+/** A round waits this long for its first ReadIndex on `_system` (see `catalogSynced`). */
+const CATALOG_SYNC_WAIT_MS = 3_000
 
 /**
  * The `_system` group on one node: the first node (no seeds, no state) bootstraps it alone; a
@@ -75,6 +77,14 @@ export class SystemService {
   private balanceAfterMs = 0
   /** What the last full round saw: scans of every namespace run again when it changed, or after `SCAN_EVERY_MS`. */
   private scanned = { catalogIndex: -1, atMs: 0, membership: true }
+  /**
+   * A ReadIndex on `_system` succeeded since this process started: the catalog is at least as new
+   * as when the process started. Hosting waits for it, because the catalog a restarted node
+   * replays from its own disk may be old: it may still list a namespace that was deleted and
+   * created again meanwhile, and hosting that from the old replica's files would run a stale Raft
+   * group (an old term and log) beside the new one.
+   */
+  private catalogSynced = false
   /** Serves and pulls namespace snapshots (`ns.snap.*`). */
   private readonly snapshots: NamespaceSnapshots
 
@@ -278,7 +288,7 @@ export class SystemService {
 
   /** The state machine (and store) of a namespace hosted here, if it is. */
   hosted(name: string): NamespaceStateMachine | undefined {
-    return this.hosting.get(name)
+    return this.hosting.current(name, this.catalog.namespaces.get(name)?.createdIndex)
   }
 
   /** Closes the namespace stores hosted here (the driver is closed by the node first). */
@@ -360,6 +370,10 @@ export class SystemService {
       else {
         const leader = this.driver.status(SYSTEM_GROUP).role === Role.Leader
         if (leader) await this.upkeep()
+        if (!this.catalogSynced) {
+          await this.driver.readIndex(SYSTEM_GROUP, { signal: AbortSignal.timeout(CATALOG_SYNC_WAIT_MS) })
+          this.catalogSynced = true
+        }
         // Hosting, repair and balancing look at every namespace: with nothing new in the catalog
         // or membership they run every SCAN_EVERY_MS, not every round (1,000 idle namespaces:
         // these scans were most of an idle node's own CPU).

@@ -77,6 +77,11 @@ export interface MultiRaft {
   /** Stops hosting `group` and deletes its Raft state (the node left the group). */
   removeGroup(group: string, options?: { signal?: AbortSignal }): Promise<void>
   /**
+   * Deletes the stored Raft state of `group`, which this node does not host now (say, what an
+   * earlier group of the same name left). Throws `RangeError` while the group is hosted.
+   */
+  dropLog(group: string, options?: { signal?: AbortSignal }): Promise<void>
+  /**
    * Proposes `data`; resolves with the entry's index once it is committed and applied here.
    * Rejects with `ProposalDroppedError` (nothing written, retry is safe), `TooManyPendingError`, or
    * `ProposalOutcomeUnknownError` (it may still commit). An abort rejects the promise only: the

@@ -171,6 +171,13 @@ class Driver implements MultiRaft, TransportHandler {
     await this.logStore.drop(group, options)
   }
 
+  async dropLog(group: string, options?: { signal?: AbortSignal }): Promise<void> {
+    options?.signal?.throwIfAborted()
+    if (this.groupsByName.has(group)) throw new RangeError(`Cannot drop the log of hosted group '${group}'`)
+    await this.turnFinished()
+    await this.logStore.drop(group, options)
+  }
+
   groups(): string[] {
     return [...this.groupsByName.keys()]
   }
