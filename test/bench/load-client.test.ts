@@ -60,36 +60,53 @@ async function fakeEtcd(stopAfter: number, stop: () => void) {
   return { seen, urls, acknowledged: () => ok }
 }
 
+/** A stop command for a load run, wired before the run starts (the fakes stop it themselves). */
+function stopper() {
+  let handler: (cmd: { cmd: string }) => void = () => {}
+  return {
+    stop: () => handler({ cmd: 'stop' }),
+    control: { onCommand: (h: (cmd: { cmd: string }) => void) => (handler = h) },
+  }
+}
+
+/** Four clients putting 10 actor keys of namespaces w0 and w1 to the fake members until stopped. */
+function putLoad(urls: string[], transport: 'etcd' | 'etcd-grpc') {
+  return loadConfig({
+    targets: urls.map((url, i) => ({ url, peer: `m${i}` })),
+    namespaces: ['w0', 'w1'],
+    actors: 10,
+    concurrency: 4,
+    warmupMs: 0,
+    durationMs: 0,
+    payload: '00000001',
+    transport,
+    seed: 7,
+  })
+}
+
+/** Every put went to `url` with the value, for a key of the right namespace, spread over all members. */
+function expectPuts(seen: Seen[], url: string, atLeast: number) {
+  expect(seen.length).toBeGreaterThanOrEqual(atLeast)
+  for (const s of seen) {
+    expect(s.method).toBe('POST')
+    expect(s.url).toBe(url)
+    expect(s.value).toBe('00000001')
+    const m = /^w([01])\/a(\d)$/.exec(s.key)
+    expect(m, s.key).not.toBeNull()
+    // Actor i lives in namespace i mod 2, as for the cluster's calls.
+    expect(Number(m![2]) % 2).toBe(Number(m![1]))
+  }
+  for (const server of [0, 1, 2]) expect(seen.filter((x) => x.server === server).length).toBeGreaterThan(20)
+  expect(new Set(seen.map((x) => x.key)).size).toBeGreaterThan(5)
+}
+
 describe('load client etcd transport', () => {
   it('puts each actor key base64 to /v3/kv/put round-robin over the members and retries 503s', async () => {
-    let onCommand: (cmd: { cmd: string }) => void = () => {}
-    const etcd = await fakeEtcd(120, () => onCommand({ cmd: 'stop' }))
-    const config = loadConfig({
-      targets: etcd.urls.map((url, i) => ({ url, peer: `m${i}` })),
-      namespaces: ['w0', 'w1'],
-      actors: 10,
-      concurrency: 4,
-      warmupMs: 0,
-      durationMs: 0,
-      payload: '00000001',
-      transport: 'etcd',
-      seed: 7,
-    })
-    const result = await runLoad(config, () => {}, { onCommand: (h) => (onCommand = h) })
+    const { stop, control } = stopper()
+    const etcd = await fakeEtcd(120, stop)
+    const result = await runLoad(putLoad(etcd.urls, 'etcd'), () => {}, control)
 
-    expect(etcd.seen.length).toBeGreaterThanOrEqual(120)
-    for (const s of etcd.seen) {
-      expect(s.method).toBe('POST')
-      expect(s.url).toBe('/v3/kv/put')
-      expect(s.value).toBe('00000001')
-      const m = /^w([01])\/a(\d)$/.exec(s.key)
-      expect(m, s.key).not.toBeNull()
-      // Actor i lives in namespace i mod 2, as for the cluster's calls.
-      expect(Number(m![2]) % 2).toBe(Number(m![1]))
-    }
-    for (const server of [0, 1, 2])
-      expect(etcd.seen.filter((s) => s.server === server).length).toBeGreaterThan(20)
-    expect(new Set(etcd.seen.map((s) => s.key)).size).toBeGreaterThan(5)
+    expectPuts(etcd.seen, '/v3/kv/put', 120)
     expect(result.retries).toBe(1)
     expect(result.retriesBy).toEqual({ 'grpc 14': 1 })
     expect(result.errors).toBe(0)
@@ -181,32 +198,11 @@ async function fakeGrpcEtcd(stopAfter: number, stop: () => void) {
 
 describe('load client etcd-grpc transport', () => {
   it('puts each actor key over gRPC round-robin, retries Unavailable and counts other statuses as errors', async () => {
-    let onCommand: (cmd: { cmd: string }) => void = () => {}
-    const etcd = await fakeGrpcEtcd(150, () => onCommand({ cmd: 'stop' }))
-    const config = loadConfig({
-      targets: etcd.urls.map((url, i) => ({ url, peer: `m${i}` })),
-      namespaces: ['w0', 'w1'],
-      actors: 10,
-      concurrency: 4,
-      warmupMs: 0,
-      durationMs: 0,
-      payload: '00000001',
-      transport: 'etcd-grpc',
-      seed: 7,
-    })
-    const result = await runLoad(config, () => {}, { onCommand: (h) => (onCommand = h) })
+    const { stop, control } = stopper()
+    const etcd = await fakeGrpcEtcd(150, stop)
+    const result = await runLoad(putLoad(etcd.urls, 'etcd-grpc'), () => {}, control)
 
-    expect(etcd.seen.length).toBeGreaterThanOrEqual(150)
-    for (const s of etcd.seen) {
-      expect(s.method).toBe('POST')
-      expect(s.url).toBe('/etcdserverpb.KV/Put application/grpc')
-      expect(s.value).toBe('00000001')
-      const m = /^w([01])\/a(\d)$/.exec(s.key)
-      expect(m, s.key).not.toBeNull()
-      expect(Number(m![2]) % 2).toBe(Number(m![1]))
-    }
-    for (const server of [0, 1, 2])
-      expect(etcd.seen.filter((s) => s.server === server).length).toBeGreaterThan(20)
+    expectPuts(etcd.seen, '/etcdserverpb.KV/Put application/grpc', 150)
     // One HTTP/2 connection per member, shared by the four clients.
     expect([...etcd.sessions].sort()).toEqual([0, 1, 2])
     expect(result.retries).toBe(1)
