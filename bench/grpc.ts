@@ -29,7 +29,7 @@ function bytesField(field: number, bytes: Buffer): Buffer {
 }
 
 /** A gRPC message frame: not compressed, 4-byte big-endian length, the message. */
-export function grpcFrame(message: Buffer): Buffer {
+function grpcFrame(message: Buffer): Buffer {
   const head = Buffer.alloc(5)
   head.writeUInt32BE(message.length, 1)
   return Buffer.concat([head, message])

@@ -42,10 +42,6 @@ export class NamespaceHosting {
 
   constructor(private readonly deps: NamespaceHostingDeps) {}
 
-  get(name: string): NamespaceStateMachine | undefined {
-    return this.machines.get(name)
-  }
-
   /**
    * The replica of `name` if it was hosted for the catalog's `createdIndex`: a replica of a namespace
    * the catalog has deleted, or deleted and created again, serves nothing while it waits for the
@@ -55,10 +51,6 @@ export class NamespaceHosting {
     return createdIndex !== undefined && this.createdIndex.get(name) === createdIndex
       ? this.machines.get(name)
       : undefined
-  }
-
-  has(name: string): boolean {
-    return this.machines.has(name)
   }
 
   names(): string[] {

@@ -114,7 +114,7 @@ export class SystemService {
     this.snapshots = new NamespaceSnapshots(
       self,
       rpc,
-      (name) => this.hosting.get(name)?.store,
+      (name) => this.hosted(name)?.store,
       log.child({ component: 'snapshots' }),
     )
     this.hosting = new NamespaceHosting({
@@ -266,7 +266,7 @@ export class SystemService {
   listNamespaces(): Array<CatalogNamespace & { leader: string }> {
     return [...this.catalog.namespaces.values()].map((ns) => ({
       ...ns,
-      leader: this.hosting.has(ns.name) ? this.driver.leader(ns.name) : '',
+      leader: this.hosted(ns.name) ? this.driver.leader(ns.name) : '',
     }))
   }
 
@@ -548,7 +548,7 @@ export class SystemService {
 
   private handleTransfer(payload: unknown): { ok: true } {
     const { ns, to } = (payload ?? {}) as { ns?: unknown; to?: unknown }
-    if (typeof ns !== 'string' || typeof to !== 'string' || !this.hosting.has(ns)) {
+    if (typeof ns !== 'string' || typeof to !== 'string' || !this.hosted(ns)) {
       throw new TypeError(`Namespace '${String(ns)}' is not hosted here`)
     }
     this.driver.transferLeadership(ns, to)
@@ -597,14 +597,14 @@ export class SystemService {
 
   private handleNamespaceStatus(payload: unknown): ReturnType<MultiRaft['status']> {
     const ns = (payload as { ns?: unknown })?.ns
-    if (typeof ns !== 'string' || !this.hosting.has(ns))
+    if (typeof ns !== 'string' || !this.hosted(ns))
       throw new TypeError(`Namespace '${String(ns)}' is not hosted here`)
     return this.driver.status(ns)
   }
 
   private async handleNamespaceConf(payload: unknown): Promise<ConfState> {
     const { ns, change } = (payload ?? {}) as { ns?: unknown; change?: { type?: unknown; node?: unknown } }
-    if (typeof ns !== 'string' || !this.hosting.has(ns))
+    if (typeof ns !== 'string' || !this.hosted(ns))
       throw new TypeError(`Namespace '${String(ns)}' is not hosted here`)
     if (!change || typeof change.node !== 'string' || typeof change.type !== 'number')
       throw new TypeError('Malformed conf change')
